@@ -1,0 +1,1 @@
+"""Encrypting upload gateway for patient files."""
