@@ -1,0 +1,136 @@
+"""Settings, read once from the environment at start-up.
+
+Every variable of the contract is parsed and checked here, so that a missing or malformed
+value stops the process with one line naming the variable, never later at the first request.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+DEFAULT_DATABASE_URL = "sqlite:///instance/gateway.db"
+DEFAULT_MASTER_KEY = "file:keys/master.key"
+DEFAULT_MAX_UPLOAD_BYTES = 262_144_000
+DEFAULT_READ_LINK_SECONDS = 900
+DEFAULT_WRITE_LINK_SECONDS = 300
+DEFAULT_IDLE_LOGOUT_SECONDS = 900
+
+#: The settings that have no default outside dev mode.
+REQUIRED = ("GATEWAY_S3_BUCKET", "GATEWAY_MASTER_KEY", "GATEWAY_SECRET_KEY")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The gateway's configuration (see the contract's settings table)."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    s3_bucket: str = ""
+    s3_endpoint_url: str | None = None
+    master_key: str = DEFAULT_MASTER_KEY
+    secret_key: str = ""
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    read_link_seconds: int = DEFAULT_READ_LINK_SECONDS
+    write_link_seconds: int = DEFAULT_WRITE_LINK_SECONDS
+    idle_logout_seconds: int = DEFAULT_IDLE_LOGOUT_SECONDS
+    dev: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        require: tuple[str, ...] = REQUIRED,
+        dev: bool = False,
+    ) -> Settings:
+        """Read and validate the settings.
+
+        :param environ: the environment (``os.environ`` when omitted).
+        :param require: the variables that must be present (dev mode supplies its own).
+        :raises SettingsError: naming the first missing or malformed variable.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            if value is None or value.strip() == "":
+                if name in require:
+                    raise SettingsError(f"{name} is required but not set")
+                return None
+            return value.strip()
+
+        database_url = get("GATEWAY_DATABASE_URL") or DEFAULT_DATABASE_URL
+        if "://" not in database_url:
+            raise SettingsError(
+                "GATEWAY_DATABASE_URL is malformed: expected an SQLAlchemy URL such as "
+                "sqlite:///instance/gateway.db or postgresql+psycopg://user@host/db"
+            )
+        bucket = get("GATEWAY_S3_BUCKET") or ""
+        if bucket and not _valid_bucket_name(bucket):
+            raise SettingsError(
+                "GATEWAY_S3_BUCKET is malformed: 3-63 lowercase letters, digits, dots or hyphens"
+            )
+        endpoint = get("GATEWAY_S3_ENDPOINT_URL")
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise SettingsError("GATEWAY_S3_ENDPOINT_URL is malformed: expected an http(s):// URL")
+        master_key = get("GATEWAY_MASTER_KEY") or DEFAULT_MASTER_KEY
+        parse_master_key(master_key)
+        secret_key = get("GATEWAY_SECRET_KEY") or ""
+        if secret_key and len(secret_key) < 16:
+            raise SettingsError("GATEWAY_SECRET_KEY is malformed: use at least 16 characters")
+        return cls(
+            database_url=database_url,
+            s3_bucket=bucket,
+            s3_endpoint_url=endpoint,
+            master_key=master_key,
+            secret_key=secret_key,
+            max_upload_bytes=_positive_int(get, "GATEWAY_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            read_link_seconds=_positive_int(get, "GATEWAY_READ_LINK_SECONDS", DEFAULT_READ_LINK_SECONDS),
+            write_link_seconds=_positive_int(
+                get, "GATEWAY_WRITE_LINK_SECONDS", DEFAULT_WRITE_LINK_SECONDS
+            ),
+            idle_logout_seconds=_positive_int(
+                get, "GATEWAY_IDLE_LOGOUT_SECONDS", DEFAULT_IDLE_LOGOUT_SECONDS
+            ),
+            dev=dev,
+        )
+
+    def with_changes(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (tests and dev mode)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def parse_master_key(value: str) -> tuple[str, str]:
+    """Split ``GATEWAY_MASTER_KEY`` into ``("file", path)`` or ``("aws-kms", key_id)``.
+
+    :raises SettingsError: for any other form.
+    """
+    scheme, sep, rest = value.partition(":")
+    if not sep or scheme not in ("file", "aws-kms") or not rest:
+        raise SettingsError(
+            "GATEWAY_MASTER_KEY is malformed: expected file:PATH or aws-kms:KEY_ID_OR_ARN"
+        )
+    return scheme, rest
+
+
+def _positive_int(get, name: str, default: int) -> int:  # type: ignore[no-untyped-def]
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} is malformed: expected a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} is malformed: must be greater than zero")
+    return value
+
+
+def _valid_bucket_name(name: str) -> bool:
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
+    return 3 <= len(name) <= 63 and set(name) <= allowed and name[0].isalnum() and name[-1].isalnum()

@@ -1,0 +1,74 @@
+"""The application's services, built once from the settings.
+
+The web app and the command line both go through :func:`build_services`, so a command sees
+exactly the keyring, store and audit log the web app does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import Settings
+from .db import make_engine, make_session_factory
+
+if TYPE_CHECKING:
+    from .audit import AuditLog
+    from .keyring import Keyring
+    from .objects import ObjectService
+    from .storage import ObjectStore
+
+
+@dataclass
+class Services:
+    """Everything a request or command needs; built lazily where construction costs I/O."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keyring(self) -> Keyring:
+        if "keyring" not in self._cache:
+            from .keyring import Keyring, load_master_key
+
+            self._cache["keyring"] = Keyring(self.sessions, load_master_key(self.settings))
+        return self._cache["keyring"]
+
+    @property
+    def audit(self) -> AuditLog:
+        if "audit" not in self._cache:
+            from .audit import AuditLog
+
+            self._cache["audit"] = AuditLog(self.sessions, self.keyring)
+        return self._cache["audit"]
+
+    @property
+    def store(self) -> ObjectStore:
+        if "store" not in self._cache:
+            from .storage import ObjectStore
+
+            self._cache["store"] = ObjectStore(
+                self.settings.s3_bucket, endpoint_url=self.settings.s3_endpoint_url
+            )
+        return self._cache["store"]
+
+    @property
+    def objects(self) -> ObjectService:
+        if "objects" not in self._cache:
+            from .objects import ObjectService
+
+            self._cache["objects"] = ObjectService(self)
+        return self._cache["objects"]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    """Create the engine and session factory; other services are created on first use."""
+    engine = make_engine(settings.database_url)
+    return Services(settings=settings, engine=engine, sessions=make_session_factory(engine))
