@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import click
 
-from . import admin, dev
-
 GROUPS: list[click.Command] = []
 
 
@@ -36,4 +34,4 @@ def main() -> None:
     cli(prog_name="gateway")
 
 
-__all__ = ["cli", "main", "admin", "dev"]
+__all__ = ["cli", "main", "GROUPS"]

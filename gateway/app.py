@@ -1,0 +1,79 @@
+"""The application factory."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Mapping
+
+from flask import Flask
+
+from .config import Settings
+from .services import Services, build_services
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    test_config: Mapping[str, Any] | None = None,
+) -> Flask:
+    """Build the gateway's Flask application.
+
+    :param settings: the settings; read from the environment (and validated) when omitted.
+    :param services: already-built services (the dev stack and tests share them).
+    :param test_config: Flask configuration overrides for tests.
+    :raises gateway.config.SettingsError: when a required setting is missing or malformed.
+    """
+    if services is None:
+        settings = settings or Settings.from_env()
+        services = build_services(settings)
+    settings = services.settings
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=None,  # uploads are limited while streaming, not buffered
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="gateway_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.idle_logout_seconds),
+        IDLE_LOGOUT_SECONDS=settings.idle_logout_seconds,
+        WTF_CSRF_TIME_LIMIT=None,
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["gateway"] = services
+
+    from .web import auth, context, errors, health, pages, headers
+
+    context.init_app(app)
+    errors.init_app(app)
+    headers.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(pages.bp)
+    _register_optional_blueprints(app)
+
+    from .cli import GROUPS
+
+    for command in GROUPS:
+        app.cli.add_command(command)
+    return app
+
+
+def _register_optional_blueprints(app: Flask) -> None:
+    """Blueprints of areas that register themselves when present."""
+    import importlib
+
+    for name in ("files_api", "audit_api"):
+        try:
+            module = importlib.import_module(f".web.{name}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__package__}.web.{name}":
+                continue
+            raise
+        app.register_blueprint(module.bp)
+        from .web.auth import csrf
+
+        csrf.exempt(module.bp)  # these check CSRF themselves for cookie-authenticated writes

@@ -1,0 +1,64 @@
+"""Bucket setup and catalog/bucket reconciliation."""
+from __future__ import annotations
+
+import click
+from sqlalchemy import select
+
+from ..models import StoredObject
+from ._common import progress, with_services
+
+
+@click.group(help="The S3 bucket.")
+def storage() -> None:
+    """Storage commands."""
+
+
+@storage.command("setup", help="Create the bucket if missing; private, Block Public Access, "
+                 "a deny policy, CORS for the gateway's own origin.")
+@click.option("--origin", default="http://127.0.0.1:8000", show_default=True,
+              help="The gateway's own origin, the only one CORS allows.")
+@with_services()
+def setup(services, origin: str) -> None:  # type: ignore[no-untyped-def]
+    for line in services.store.setup_bucket(origin=origin):
+        click.echo(line)
+
+
+@storage.command("reconcile", help="List objects without a catalog row and rows without an object.")
+@click.option("--fix", is_flag=True, help="Delete orphan objects and open multipart uploads; "
+              "mark rows whose object is gone as deleted.")
+@with_services()
+def reconcile(services, fix: bool) -> None:  # type: ignore[no-untyped-def]
+    from ..models import utcnow
+
+    store = services.store
+    with services.sessions() as s:
+        rows = {o.s3_key: o for o in s.scalars(select(StoredObject))}
+        in_bucket: dict[str, int] = {}
+        for key, size in progress(store.list_keys(""), total=None, desc="listing bucket"):
+            if key.startswith("audit-archive/"):
+                continue
+            in_bucket[key] = size
+        orphans = sorted(set(in_bucket) - set(rows))
+        missing = sorted(k for k, o in rows.items() if k not in in_bucket and o.deleted_at is None)
+        uploads = store.list_multipart_uploads("")
+        for key in orphans:
+            click.echo(f"object without catalog row: {key} ({in_bucket[key]} bytes)")
+        for key in missing:
+            click.echo(f"catalog row without object: {rows[key].id} {key}")
+        for key, upload_id in uploads:
+            click.echo(f"open multipart upload: {key} {upload_id}")
+        if fix:
+            for key in orphans:
+                store.delete(key)
+            for key, upload_id in uploads:
+                store._call("abort_multipart_upload", key=key, Key=key, UploadId=upload_id)
+            for key in missing:
+                rows[key].deleted_at = utcnow()
+            s.commit()
+        click.echo(f"{len(orphans)} orphan object(s), {len(missing)} missing object(s), "
+                   f"{len(uploads)} open upload(s){' fixed' if fix else ''}")
+        if (orphans or missing or uploads) and not fix:
+            raise SystemExit(1)
+
+
+COMMANDS = [storage]

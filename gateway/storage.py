@@ -1,0 +1,356 @@
+"""The S3 store: the only module (with :mod:`gateway.kms`) that talks to AWS.
+
+botocore errors are translated here, once, into :class:`StorageError`,
+:class:`StorageNotFound` and :class:`SseCRefused`; nothing above this module knows botocore.
+Object bodies stream both ways: uploads go out as a multipart upload whose parts are sent by a
+background thread while the next part is being encrypted, downloads come back in chunks.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+PART_SIZE = 8 * 1024 * 1024
+MAX_PARTS_IN_FLIGHT = 2
+READ_CHUNK = 256 * 1024
+
+SSEC_HELP = (
+    "the bucket refuses SSE-C (server-side encryption with customer-provided keys). Allow "
+    "SSE-C in the bucket's default-encryption settings (blocked encryption types), or move the "
+    "organisation to client-side encryption with: gateway keys migrate-ssec --org ORG"
+)
+SSEC_TLS_HELP = (
+    "S3 refuses SSE-C over plain HTTP: point GATEWAY_S3_ENDPOINT_URL at an https:// endpoint, "
+    "or move the organisation to client-side encryption with: gateway keys migrate-ssec --org ORG"
+)
+
+
+class StorageError(Exception):
+    """The storage service failed (the web layer answers 502)."""
+
+
+class StorageNotFound(StorageError):
+    """No such object in the bucket."""
+
+
+class SseCRefused(StorageError):
+    """The bucket or endpoint refuses SSE-C; the message says how to allow it or migrate."""
+
+
+def ssec_params(key: bytes | None, *, copy_source: bool = False) -> dict[str, Any]:
+    """The three SSE-C parameters for a call (botocore adds the key's base64 and MD5)."""
+    if key is None:
+        return {}
+    prefix = "CopySource" if copy_source else ""
+    return {f"{prefix}SSECustomerAlgorithm": "AES256", f"{prefix}SSECustomerKey": key}
+
+
+@dataclass(frozen=True)
+class StoredInfo:
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
+class ObjectStore:
+    """One bucket, reached with boto3's usual credential chain."""
+
+    def __init__(self, bucket: str, *, endpoint_url: str | None = None, client: Any = None) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.client = client or boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url,
+            config=Config(
+                signature_version="s3v4",
+                retries={"max_attempts": 4, "mode": "standard"},
+                max_pool_connections=64,
+                s3={"addressing_style": "path"} if endpoint_url else {},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-parts")
+
+    def __repr__(self) -> str:
+        return f"ObjectStore(bucket={self.bucket!r}, endpoint_url={self.endpoint_url!r})"
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def _translate(self, exc: Exception, *, key: str | None = None, sse_c: bool = False) -> StorageError:
+        if isinstance(exc, StorageError):
+            return exc
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            message = str(err.get("Message", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("NoSuchKey", "404", "NotFound", "NoSuchUpload") or (
+                status == 404 and code != "NoSuchBucket"
+            ):
+                return StorageNotFound(f"no object {key!r}" if key else "no such object")
+            if sse_c and ("secure connection" in message.lower() or "https" in message.lower()):
+                return SseCRefused(SSEC_TLS_HELP)
+            lowered = message.lower()
+            if sse_c and (
+                "sse-c" in lowered or "customer" in lowered or "encryption type" in lowered
+                or code in ("InvalidEncryptionAlgorithmError",)
+            ):
+                return SseCRefused(SSEC_HELP)
+            return StorageError(f"storage answered {code or status}: {message[:200]}")
+        return StorageError(f"storage unreachable: {type(exc).__name__}")
+
+    def _call(self, op: str, *, key: str | None = None, sse_c: bool = False, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, op)(Bucket=self.bucket, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._translate(exc, key=key, sse_c=sse_c) from None
+
+    # -- whole objects -------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise :class:`StorageError` unless the bucket answers."""
+        self._call("head_bucket")
+
+    def put_bytes(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None,
+                  sse_c: bytes | None = None) -> None:
+        self._call("put_object", key=key, sse_c=sse_c is not None, Key=key, Body=data,
+                   Metadata=metadata or {}, **ssec_params(sse_c))
+
+    def get_bytes(self, key: str, *, sse_c: bytes | None = None) -> bytes:
+        return b"".join(self.iter_object(key, sse_c=sse_c))
+
+    def head(self, key: str, *, sse_c: bytes | None = None) -> StoredInfo:
+        resp = self._call("head_object", key=key, sse_c=sse_c is not None, Key=key,
+                          **ssec_params(sse_c))
+        return StoredInfo(size=int(resp["ContentLength"]), etag=resp.get("ETag", ""),
+                          metadata=dict(resp.get("Metadata", {})))
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", key=key, Key=key)
+
+    def iter_object(
+        self,
+        key: str,
+        *,
+        start: int | None = None,
+        end_inclusive: int | None = None,
+        sse_c: bytes | None = None,
+        chunk_size: int = READ_CHUNK,
+    ) -> Iterator[bytes]:
+        """Stream an object's bytes, or the byte range ``start..end_inclusive`` of it.
+
+        The request is made before the first chunk is yielded, so a missing object fails at
+        the call, not half-way through a response.
+        """
+        extra: dict[str, Any] = ssec_params(sse_c)
+        if start is not None:
+            extra["Range"] = f"bytes={start}-{'' if end_inclusive is None else end_inclusive}"
+        resp = self._call("get_object", key=key, sse_c=sse_c is not None, Key=key, **extra)
+        return self._iter_body(resp["Body"], chunk_size, key)
+
+    def _iter_body(self, body: Any, chunk_size: int, key: str) -> Iterator[bytes]:
+        try:
+            for chunk in body.iter_chunks(chunk_size):
+                if chunk:
+                    yield chunk
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise self._translate(exc, key=key) from None
+        finally:
+            body.close()
+
+    def list_keys(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Every (key, size) under ``prefix``."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"], int(item["Size"])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._translate(exc) from None
+
+    def list_multipart_uploads(self, prefix: str = "") -> list[tuple[str, str]]:
+        """Open multipart uploads as (key, upload id)."""
+        resp = self._call("list_multipart_uploads", Prefix=prefix)
+        return [(u["Key"], u["UploadId"]) for u in resp.get("Uploads", [])]
+
+    def copy(self, src: str, dst: str, *, src_sse_c: bytes | None = None,
+             dst_sse_c: bytes | None = None) -> None:
+        """Server-side copy (the SSE-C keys of both sides sent when given)."""
+        self._call("copy_object", key=src, sse_c=bool(src_sse_c or dst_sse_c), Key=dst,
+                   CopySource={"Bucket": self.bucket, "Key": src},
+                   **ssec_params(dst_sse_c), **ssec_params(src_sse_c, copy_source=True))
+
+    # -- streaming upload ----------------------------------------------------------------------
+
+    def writer(self, key: str, *, sse_c: bytes | None = None, part_size: int = PART_SIZE) -> UploadWriter:
+        """A writer that streams bytes into ``key`` (see :class:`UploadWriter`)."""
+        return UploadWriter(self, key, sse_c=sse_c, part_size=part_size)
+
+    # -- bucket setup --------------------------------------------------------------------------
+
+    def setup_bucket(self, *, origin: str | None) -> list[str]:
+        """Create the bucket if missing and lock it down; returns what was done."""
+        done: list[str] = []
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            done.append(f"bucket {self.bucket} exists")
+        except ClientError:
+            region = self.client.meta.region_name
+            kwargs: dict[str, Any] = {"Bucket": self.bucket}
+            if region and region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            try:
+                self.client.create_bucket(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._translate(exc) from None
+            done.append(f"created bucket {self.bucket}")
+        steps: list[tuple[str, str, dict[str, Any]]] = [
+            ("put_public_access_block", "Block Public Access on", {
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True, "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True, "RestrictPublicBuckets": True}}),
+            ("put_bucket_ownership_controls", "object ownership: bucket owner enforced (no ACLs)", {
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}}),
+            ("put_bucket_encryption", "default encryption SSE-S3 beneath client-side encryption", {
+                "ServerSideEncryptionConfiguration": {"Rules": [{
+                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}}),
+            ("put_bucket_policy", "policy: deny public grants and (over HTTPS) plain-HTTP access", {
+                "Policy": json.dumps(self.bucket_policy())}),
+        ]
+        if origin:
+            steps.append(("put_bucket_cors", f"CORS: GET/HEAD from {origin} only", {
+                "CORSConfiguration": {"CORSRules": [{
+                    "AllowedOrigins": [origin], "AllowedMethods": ["GET", "HEAD"],
+                    "AllowedHeaders": ["Authorization", "Range"], "MaxAgeSeconds": 600}]}}))
+        for op, label, kwargs in steps:
+            try:
+                getattr(self.client, op)(Bucket=self.bucket, **kwargs)
+                done.append(label)
+            except ClientError as exc:
+                done.append(f"{label}: not supported here ({exc.response['Error'].get('Code')})")
+        return done
+
+    def bucket_policy(self) -> dict[str, Any]:
+        arn = f"arn:aws:s3:::{self.bucket}"
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "DenyPublicAcls",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:PutObjectAcl", "s3:PutBucketAcl"],
+                "Resource": [arn, f"{arn}/*"],
+            },
+        ]
+        if self.endpoint_url is None or self.endpoint_url.startswith("https://"):
+            statements.append({
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [arn, f"{arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            })
+        return {"Version": "2012-10-17", "Statement": statements}
+
+
+class UploadWriter:
+    """Streams bytes into one S3 object with bounded memory.
+
+    Bytes are gathered into parts of ``part_size``; an object that ends before the first part
+    is full is sent with one ``PutObject``; otherwise a multipart upload is opened and parts
+    are sent by a background thread while the caller produces the next one, with at most
+    :data:`MAX_PARTS_IN_FLIGHT` parts held in memory. :meth:`abort` (called on any failure)
+    leaves neither an object nor an open multipart upload behind.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, *, sse_c: bytes | None, part_size: int) -> None:
+        self.store = store
+        self.key = key
+        self.sse_c = sse_c
+        self.part_size = part_size
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self.bytes_written = 0
+        self._done = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._buf += data
+        self.bytes_written += len(data)
+        while len(self._buf) >= self.part_size:
+            part = bytes(self._buf[: self.part_size])
+            del self._buf[: self.part_size]
+            self._send_part(part)
+
+    def _send_part(self, part: bytes) -> None:
+        if self._upload_id is None:
+            resp = self.store._call("create_multipart_upload", key=self.key,
+                                    sse_c=self.sse_c is not None, Key=self.key,
+                                    **ssec_params(self.sse_c))
+            self._upload_id = resp["UploadId"]
+        # keep memory bounded: wait for the oldest part when too many are in flight
+        pending = [f for f in self._parts if not f.done()]
+        if len(pending) >= MAX_PARTS_IN_FLIGHT:
+            pending[0].result()
+        number = len(self._parts) + 1
+        self._parts.append(self.store._executor.submit(self._upload_part, number, part))
+        for f in self._parts:
+            if f.done():
+                f.result()  # surface a failed part now rather than at the end
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        resp = self.store._call("upload_part", key=self.key, sse_c=self.sse_c is not None,
+                                Key=self.key, UploadId=self._upload_id, PartNumber=number,
+                                Body=data, **ssec_params(self.sse_c))
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def close(self) -> None:
+        """Finish the object. On failure the upload is aborted and the error raised."""
+        try:
+            if self._upload_id is None:
+                self.store.put_bytes(self.key, bytes(self._buf), sse_c=self.sse_c)
+            else:
+                if self._buf:
+                    self._send_part(bytes(self._buf))
+                parts = [f.result() for f in self._parts]
+                self.store._call("complete_multipart_upload", key=self.key,
+                                 sse_c=self.sse_c is not None, Key=self.key,
+                                 UploadId=self._upload_id, MultipartUpload={"Parts": parts},
+                                 **(ssec_params(self.sse_c) if self.sse_c else {}))
+            self._buf = bytearray()
+            self._done = True
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Abandon the upload: no object and no open multipart upload remain."""
+        self._buf = bytearray()
+        for f in self._parts:
+            f.cancel()
+        for f in self._parts:
+            try:
+                f.result()
+            except BaseException:  # noqa: BLE001  (already failing; cleaning up)
+                pass
+        if self._upload_id is not None:
+            try:
+                self.store._call("abort_multipart_upload", key=self.key, Key=self.key,
+                                 UploadId=self._upload_id)
+            except StorageError:
+                pass
+            self._upload_id = None
+        if self._done:
+            try:
+                self.store.delete(self.key)
+            except StorageError:
+                pass

@@ -1,0 +1,1 @@
+"""The HTTP side: blueprints for the browser pages and the JSON API."""

@@ -1,0 +1,287 @@
+"""Sign-in, sign-out, bearer tokens, idle logout, CSRF and sign-in throttling.
+
+Libraries: Flask-Login (sessions), Flask-WTF (CSRF on every form and on session-authenticated
+API writes), Flask-Limiter (sign-in throttling), argon2-cffi (password hashes, in
+:mod:`gateway.security`).
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import func, select
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired, Length
+
+from ..models import ApiToken, Organisation, User, utcnow
+from ..security import hash_token, verify_password
+from .context import anonymous_actor, current_actor, services
+from .errors import ApiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    """The authenticated user of a request: a snapshot, holding no database session."""
+
+    id: int
+    org_id: str
+    org_name: str
+    email: str
+    role: str
+    active: bool = True
+    via_token: bool = False
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+def _snapshot(user: User, org: Organisation, *, via_token: bool = False) -> SignedInUser:
+    return SignedInUser(
+        id=user.id, org_id=user.org_id, org_name=org.name, email=user.email, role=user.role,
+        active=user.is_active, via_token=via_token,
+    )
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> SignedInUser | None:
+    with services().sessions() as s:
+        row = s.execute(
+            select(User, Organisation).join(Organisation).where(User.id == int(user_id))
+        ).first()
+        if row is None or not row[0].is_active:
+            return None
+        return _snapshot(row[0], row[1])
+
+
+@login_manager.request_loader
+def _load_user_from_bearer(req) -> SignedInUser | None:  # type: ignore[no-untyped-def]
+    header = req.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    now = utcnow()
+    with services().sessions() as s:
+        row = s.execute(
+            select(ApiToken, User, Organisation)
+            .join(User, ApiToken.user_id == User.id)
+            .join(Organisation, User.org_id == Organisation.id)
+            .where(ApiToken.token_hash == hash_token(token.strip()))
+        ).first()
+        if row is None:
+            return None
+        api_token, user, org = row
+        if api_token.revoked_at is not None or not user.is_active:
+            return None
+        if api_token.expires_at is not None and api_token.expires_at <= now:
+            return None
+        api_token.last_used_at = now
+        s.commit()
+        return _snapshot(user, org, via_token=True)
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():  # type: ignore[no-untyped-def]
+    if request.path.startswith("/api/"):
+        raise ApiError(401, "unauthorized", "sign in or send an Authorization: Bearer token")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def bearer_request() -> bool:
+    """Whether this request authenticates with a bearer token (no cookie, so no CSRF risk)."""
+    return request.headers.get("Authorization", "").lower().startswith("bearer ")
+
+
+def login_required_api(fn: F) -> F:
+    """The request must come from a signed-in user or carry a valid bearer token."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+        if not bearer_request() and request.method not in SAFE_METHODS:
+            csrf.protect()
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+login_or_token_required = login_required_api
+
+
+def require_roles(*roles: str) -> Callable[[F], F]:
+    """The authenticated user must hold one of ``roles`` (403 otherwise)."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        @login_required_api
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if current_user.role not in roles:
+                _audit_denied(f"role {current_user.role} may not {request.method} {request.path}")
+                raise ApiError(403, "forbidden", "your role does not allow this")
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _audit_denied(reason: str) -> None:
+    audit = _audit_log()
+    if audit is not None:
+        audit.record(action="denied", outcome="denied", actor=current_actor(), http_status=403,
+                     detail={"reason": reason})
+
+
+def _audit_log():  # type: ignore[no-untyped-def]
+    try:
+        return services().audit
+    except ModuleNotFoundError:
+        return None
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+def _safe_next(target: str | None) -> str:
+    """``target`` if it stays on this site, else the home page (no open redirects)."""
+    if not target:
+        return url_for("pages.index")
+    host_url = urlsplit(request.host_url)
+    joined = urlsplit(urljoin(request.host_url, target))
+    if (
+        joined.scheme not in ("http", "https")
+        or joined.netloc != host_url.netloc
+        or target.startswith(("//", "\\", "/\\"))
+        or any(ord(c) < 32 for c in target)
+    ):
+        return url_for("pages.index")
+    return joined.path + (f"?{joined.query}" if joined.query else "")
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _email_key() -> str:
+    return "login-email:" + (request.form.get("email") or "").strip().lower()
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(_login_limit, methods=["POST"], key_func=_email_key)
+def login():  # type: ignore[no-untyped-def]
+    form = LoginForm()
+    if current_user.is_authenticated and request.method == "GET":
+        return redirect(_safe_next(request.args.get("next")))
+    if form.validate_on_submit():
+        email = form.email.data.strip().lower()
+        with services().sessions() as s:
+            row = s.execute(
+                select(User, Organisation).join(Organisation)
+                .where(func.lower(User.email) == email)
+            ).first()
+            user, org = row if row else (None, None)
+            ok = verify_password(user.password_hash if user else None, form.password.data)
+            if user is None or org is None or not ok or not user.is_active:
+                audit = _audit_log()
+                if audit is not None:
+                    audit.record(
+                        action="login_failed", outcome="denied", http_status=401,
+                        actor=anonymous_actor(org_id=user.org_id if user else None, email=email),
+                        detail={"reason": "bad credentials"},
+                    )
+                flash("Wrong e-mail address or password.", "error")
+                return render_template("login.html", form=form), 401
+            signed_in = _snapshot(user, org)
+            user.last_login_at = datetime.now(timezone.utc)
+            s.commit()
+        session.clear()
+        login_user(signed_in)
+        session.permanent = True
+        session["last_seen"] = time.time()
+        audit = _audit_log()
+        if audit is not None:
+            audit.record(action="login", outcome="success", actor=current_actor(), http_status=302)
+        return redirect(_safe_next(request.args.get("next")))
+    status = 400 if request.method == "POST" else 200
+    return render_template("login.html", form=form), status
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():  # type: ignore[no-untyped-def]
+    if current_user.is_authenticated:
+        audit = _audit_log()
+        if audit is not None:
+            audit.record(action="logout", outcome="success", actor=current_actor(), http_status=302)
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+def _enforce_idle_timeout():  # type: ignore[no-untyped-def]
+    """End a browser session that has been idle longer than the configured limit."""
+    if bearer_request() or request.endpoint in (None, "static", "health.healthz", "health.readyz"):
+        return None
+    if "_user_id" not in session:
+        return None
+    idle = current_app.config["IDLE_LOGOUT_SECONDS"]
+    now = time.time()
+    last = session.get("last_seen")
+    if last is not None and now - float(last) > idle:
+        session.clear()
+        logout_user()
+        if request.path.startswith("/api/"):
+            raise ApiError(401, "session_expired", "the session ended after inactivity; sign in again")
+        flash("Your session ended after inactivity. Please sign in again.", "info")
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    session["last_seen"] = now
+    return None
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("LOGIN_RATE_LIMIT", "10 per minute")
+    login_manager.init_app(app)
+    login_manager.session_protection = "strong"
+    login_manager.login_view = "auth.login"
+    csrf.init_app(app)
+    limiter.init_app(app)
+    app.before_request(_enforce_idle_timeout)
+    app.register_blueprint(bp)
