@@ -20,12 +20,13 @@ from __future__ import annotations
 import hmac
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -282,6 +283,18 @@ def _is_immutable(data: object) -> bool:
     return isinstance(data, bytes)
 
 
+_Piece = bytes | bytearray | memoryview
+
+
+def _keeper(chunk: object) -> Callable[[memoryview], _Piece]:
+    """How to keep part of ``chunk`` past the current step: a view if it cannot change."""
+    return _identity if _is_immutable(chunk) else bytes
+
+
+def _identity(view: memoryview) -> memoryview:
+    return view
+
+
 class Encryptor:
     """Incremental encryption of one object.
 
@@ -518,6 +531,7 @@ class Decryptor:
         self.header: Header = parsed
         #: Plaintext bytes per segment, from the verified header.
         self.segment_size: int = parsed.segment_size
+        self._segment_key = segment_key
         self._aead = AESGCM(segment_key)
         self._nonce_prefix = parsed.nonce_prefix
 
@@ -532,9 +546,16 @@ class Decryptor:
             flag) of this object.
         :raises ValueError: for a negative index.
         """
+        nonce = self._segment_nonce(index, len(segment), last)
+        try:
+            return self._aead.decrypt(nonce, segment, None)
+        except InvalidTag:
+            raise _fail() from None
+
+    def _segment_nonce(self, index: int, length: int, last: bool) -> bytes:
+        """Check a sealed segment's length against its position; return its nonce."""
         if index < 0:
             raise ValueError("segment index must not be negative.")
-        length = len(segment)
         sealed = self.segment_size + TAG_SIZE
         if last:
             # Only an empty object has an empty (tag-only) last segment.
@@ -543,11 +564,37 @@ class Decryptor:
             valid = length == sealed
         if not valid or index >= MAX_SEGMENTS:
             raise _fail()
-        nonce = self._nonce_prefix + _SEGMENT_NONCE_SUFFIX.pack(index, last)
+        return self._nonce_prefix + _SEGMENT_NONCE_SUFFIX.pack(index, last)
+
+    def _decrypt_pieces(self, index: int, pieces: list[_Piece], *, last: bool) -> list[bytes]:
+        """Like :meth:`decrypt_segment` for a segment given as consecutive pieces.
+
+        Two pieces (a segment straddling two chunks) are decrypted in place, without
+        joining them; the plaintext pieces are returned only once the tag has verified.
+        """
+        if len(pieces) == 1:
+            return [self.decrypt_segment(index, pieces[0], last=last)]
+        if len(pieces) > 2:
+            return [self.decrypt_segment(index, b"".join(pieces), last=last)]
+        total = len(pieces[0]) + len(pieces[1])
+        nonce = self._segment_nonce(index, total, last)
+        context = Cipher(algorithms.AES(self._segment_key), modes.GCM(nonce)).decryptor()
+        body = total - TAG_SIZE
+        plaintext: list[bytes] = []
+        tag: list[_Piece] = []
+        seen = 0
+        for piece in pieces:
+            inside = max(0, min(len(piece), body - seen))
+            if inside:
+                plaintext.append(context.update(piece[:inside]))
+            if inside < len(piece):
+                tag.append(piece[inside:])
+            seen += len(piece)
         try:
-            return self._aead.decrypt(nonce, segment, None)
+            context.finalize_with_tag(b"".join(tag))
         except InvalidTag:
             raise _fail() from None
+        return [part for part in plaintext if part] or [b""]
 
 
 def _read_header(chunks: Iterator[bytes]) -> tuple[bytes, memoryview]:
@@ -579,30 +626,37 @@ def decrypt_stream(
     header, rest = _read_header(iterator)
     decryptor = Decryptor(data_key, header, org_id=org_id, object_id=object_id)
     sealed = decryptor.segment_size + TAG_SIZE
-    decrypt = decryptor.decrypt_segment
     index = 0
-    buffer = bytearray()
+    # The segment being gathered, as pieces of consecutive chunks. It is decrypted once it
+    # is complete and more data follows (not last) or the stream has ended (last).
+    pending: list[_Piece] = []
+    pending_size = 0
     for chunk in chain((rest,), iterator):
         view = _byte_view(chunk)
         size = len(view)
         if not size:
             continue
+        keep = _keeper(chunk)
         pos = 0
-        if buffer:
-            if len(buffer) < sealed:
-                pos = min(sealed - len(buffer), size)
-                buffer += view[:pos]
+        if pending:
+            if pending_size < sealed:
+                pos = min(sealed - pending_size, size)
+                pending.append(keep(view[:pos]))
+                pending_size += pos
             if pos == size:
-                continue  # the buffered segment may still be the last one
-            yield decrypt(index, buffer, last=False)
+                continue  # the pending segment may still be the last one
+            yield from decryptor._decrypt_pieces(index, pending, last=False)
             index += 1
-            buffer.clear()
+            pending, pending_size = [], 0
         while size - pos > sealed:
-            yield decrypt(index, view[pos:pos + sealed], last=False)
+            yield decryptor.decrypt_segment(index, view[pos:pos + sealed], last=False)
             index += 1
             pos += sealed
-        buffer += view[pos:]
-    yield decrypt(index, buffer, last=True)
+        pending.append(keep(view[pos:]))
+        pending_size = size - pos
+    if not pending:
+        raise _fail()
+    yield from decryptor._decrypt_pieces(index, pending, last=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -693,35 +747,31 @@ def plan_range(
     )
 
 
-def _exact_pieces(
-    chunks: Iterable[bytes], lengths: Iterable[int]
-) -> Iterator[bytes | bytearray | memoryview]:
-    """Cut ``chunks`` into pieces of exactly ``lengths``; fail on missing or extra bytes.
+def _exact_pieces(chunks: Iterable[bytes], lengths: Iterable[int]) -> Iterator[list[_Piece]]:
+    """Cut ``chunks`` into runs of exactly ``lengths`` bytes, each as a list of pieces.
 
-    A piece lying inside one chunk is a view of it (no copy); others are assembled in a
-    buffer that is reused, so each piece must be consumed before the next is requested.
+    :raises DecryptionError: if the chunks end early or hold more bytes than ``lengths``.
     """
-    iterator = iter(chunks)
-    view = memoryview(b"")
-    pos = 0
-    buffer = bytearray()
-    for need in lengths:
-        if len(view) - pos >= need:
-            yield view[pos:pos + need]
-            pos += need
-            continue
-        buffer.clear()
-        buffer += view[pos:]
-        view, pos = memoryview(b""), 0
-        while len(buffer) < need:
-            chunk = next(iterator, None)
-            if chunk is None:
+    needs = iter(lengths)
+    need = next(needs, None)
+    pending: list[_Piece] = []
+    pending_size = 0
+    for chunk in chunks:
+        view = _byte_view(chunk)
+        keep = _keeper(chunk)
+        pos = 0
+        while pos < len(view):
+            if need is None:
                 raise _fail()
-            view = _byte_view(chunk)
-            pos = min(need - len(buffer), len(view))
-            buffer += view[:pos]
-        yield buffer
-    if len(view) > pos or any(len(chunk) for chunk in iterator):
+            take = min(need - pending_size, len(view) - pos)
+            pending.append(keep(view[pos:pos + take]))
+            pending_size += take
+            pos += take
+            if pending_size == need:
+                yield pending
+                pending, pending_size = [], 0
+                need = next(needs, None)
+    if need is not None:
         raise _fail()
 
 
@@ -751,17 +801,20 @@ def decrypt_range(
     ]
     remaining = plan.length
     skip = plan.skip
-    pieces = _exact_pieces(chunks, (span.ciphertext_length for span in spans))
-    for span, piece in zip(spans, pieces):
-        plaintext = decryptor.decrypt_segment(span.index, piece, last=span.last)
-        if skip or remaining < len(plaintext):
-            plaintext = plaintext[skip:skip + remaining]
-            skip = 0
-        remaining -= len(plaintext)
-        yield plaintext
-    # Drive the reader to its end so that extra bytes are detected.
-    for _ in pieces:
-        raise _fail()
+    runs = _exact_pieces(chunks, [span.ciphertext_length for span in spans])
+    for span in spans:
+        pieces = next(runs)  # raises DecryptionError itself when the bytes run out
+        for plaintext in decryptor._decrypt_pieces(span.index, pieces, last=span.last):
+            if skip >= len(plaintext):
+                skip -= len(plaintext)
+                continue
+            if skip or remaining < len(plaintext):
+                plaintext = plaintext[skip:skip + remaining]
+                skip = 0
+            remaining -= len(plaintext)
+            if plaintext:
+                yield plaintext
+    next(runs, None)  # reads to the end of the chunks: extra bytes raise DecryptionError
 
 
 # --------------------------------------------------------------------------------------------
