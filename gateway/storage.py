@@ -127,6 +127,11 @@ class ObjectStore:
     def get_bytes(self, key: str, *, sse_c: bytes | None = None) -> bytes:
         return b"".join(self.iter_object(key, sse_c=sse_c))
 
+    def get_range_bytes(self, key: str, start: int, end_inclusive: int, *,
+                        sse_c: bytes | None = None) -> bytes:
+        """Bytes ``start..end_inclusive`` of an object, in memory (small ranges only)."""
+        return b"".join(self.iter_object(key, start=start, end_inclusive=end_inclusive, sse_c=sse_c))
+
     def head(self, key: str, *, sse_c: bytes | None = None) -> StoredInfo:
         resp = self._call("head_object", key=key, sse_c=sse_c is not None, Key=key,
                           **ssec_params(sse_c))

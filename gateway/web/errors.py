@@ -60,6 +60,9 @@ def translate(exc: BaseException) -> ApiError | None:
     ]
     import sys
 
+    objects = sys.modules.get("gateway.objects")
+    if objects is not None and isinstance(exc, objects.ObjectError):
+        return ApiError(exc.status, exc.code, exc.message, exc.headers)
     for module_name, class_name, status, code, message in mapping:
         module = sys.modules.get(module_name)
         cls = getattr(module, class_name, None) if module else None

@@ -1,0 +1,4 @@
+"""``python -m gateway`` runs the command line."""
+from gateway.cli import main
+
+main()

@@ -1,0 +1,507 @@
+"""The object service: authorise → key → encrypt → store → audit, and back.
+
+Nothing here knows Flask or botocore. Every method takes the :class:`~gateway.principal.Actor`
+whose organisation is the only one it can touch; the organisation never comes from the
+request. Each method audits before bytes flow (and again when a transfer ends), and raises
+:class:`ObjectError` subclasses that the web layer translates once into status codes.
+
+Database sessions are short: each step opens and closes its own, so no transaction stays open
+while bytes stream to or from a client.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from . import envelope
+from .models import EncryptionMode, Organisation, Role, StoredObject, new_id, utcnow
+from .paths import ObjectPath, PathError, normalize_path, normalize_prefix
+from .principal import Actor
+from .ranges import ByteRange, RangeNotSatisfiable, if_range_allows, parse_range
+from .sniff import SNIFF_BYTES, sniff
+
+if TYPE_CHECKING:
+    from .services import Services
+
+READ_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
+WRITE_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
+
+
+class ObjectError(Exception):
+    """A refusal with an HTTP status and a code; the message is safe to show."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class NotFound(ObjectError):
+    status, code = 404, "not_found"
+
+
+class Forbidden(ObjectError):
+    status, code = 403, "forbidden"
+
+
+class Conflict(ObjectError):
+    status, code = 409, "conflict"
+
+
+class TooLarge(ObjectError):
+    status, code = 413, "too_large"
+
+
+class UnsupportedType(ObjectError):
+    status, code = 415, "unsupported_type"
+
+
+class BadRange(ObjectError):
+    status, code = 416, "range_not_satisfiable"
+
+
+class BadPath(ObjectError):
+    status, code = 400, "bad_path"
+
+
+@dataclass
+class Download:
+    """What the web layer needs to answer a GET or HEAD."""
+
+    obj: StoredObject
+    status: int
+    length: int
+    byte_range: ByteRange | None
+    body: Iterator[bytes] | None
+    etag: str
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+
+
+def etag_of(obj: StoredObject) -> str:
+    """A strong ETag: the plaintext's SHA-256 names the bytes exactly."""
+    return f'"{obj.sha256}"'
+
+
+class ObjectService:
+    """Upload, download, list and delete an organisation's objects."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def _audit(self):  # type: ignore[no-untyped-def]
+        return self.services.audit
+
+    def _record(self, actor: Actor, action: str, outcome: str, *, obj: StoredObject | None = None,
+                path: str | None = None, status: int | None = None, nbytes: int | None = None,
+                detail: dict | None = None) -> None:
+        self._audit.record(
+            action=action, outcome=outcome, actor=actor,
+            object_id=obj.id if obj is not None else None,
+            object_path=obj.path if obj is not None else path,
+            http_status=status, nbytes=nbytes, detail=detail,
+        )
+
+    def _path(self, actor: Actor, raw: str, action: str) -> ObjectPath:
+        try:
+            return normalize_path(raw)
+        except PathError as exc:
+            self._record(actor, "denied", "denied", path=raw[:1024], status=400,
+                         detail={"reason": str(exc), "attempted": action})
+            raise BadPath(str(exc)) from None
+
+    def _require_role(self, actor: Actor, roles: frozenset[str], action: str, path: str | None) -> None:
+        if actor.role not in roles:
+            self._record(actor, "denied", "denied", path=path, status=403,
+                         detail={"reason": f"role {actor.role} may not {action}"})
+            raise Forbidden(f"your role ({actor.role}) does not allow this")
+
+    def _live(self, session, org_id: str, path: str) -> StoredObject | None:  # type: ignore[no-untyped-def]
+        return session.scalar(select(StoredObject).where(
+            StoredObject.org_id == org_id, StoredObject.path == path,
+            StoredObject.deleted_at.is_(None)))
+
+    def _not_found(self, actor: Actor, path: str, action: str) -> NotFound:
+        """404 for a missing object; audited as denied when another organisation has it."""
+        with self.services.sessions() as s:
+            elsewhere = s.scalar(select(StoredObject.id).where(
+                StoredObject.path == path, StoredObject.org_id != actor.org_id,
+                StoredObject.deleted_at.is_(None)).limit(1))
+        outcome = "denied" if elsewhere else "failure"
+        self._record(actor, "denied" if elsewhere else action, outcome, path=path, status=404,
+                     detail={"reason": "not in your organisation" if elsewhere else "no such object"})
+        return NotFound("no such object")
+
+    def find(self, actor: Actor, raw_path: str, action: str) -> StoredObject:
+        """The live object at ``raw_path`` in the actor's organisation, or :class:`NotFound`."""
+        path = self._path(actor, raw_path, action)
+        self._require_role(actor, READ_ROLES, action, path.path)
+        with self.services.sessions() as s:
+            obj = self._live(s, actor.org_id, path.path)
+        if obj is None:
+            raise self._not_found(actor, path.path, action)
+        return obj
+
+    def get_by_id(self, actor: Actor, object_id: str, action: str) -> StoredObject:
+        """The live object with this id in the actor's organisation, or :class:`NotFound`."""
+        self._require_role(actor, READ_ROLES, action, None)
+        with self.services.sessions() as s:
+            obj = s.get(StoredObject, object_id)
+        if obj is None or obj.deleted_at is not None or obj.org_id != actor.org_id:
+            if obj is not None and obj.org_id != actor.org_id:
+                self._record(actor, "denied", "denied", status=404,
+                             detail={"reason": "not in your organisation", "object_id": object_id})
+            raise NotFound("no such object")
+        return obj
+
+    # -- list ------------------------------------------------------------------------------
+
+    def list(self, actor: Actor, raw_prefix: str = "") -> list[StoredObject]:
+        """The organisation's live objects under ``raw_prefix``, by path."""
+        try:
+            prefix = normalize_prefix(raw_prefix)
+        except PathError as exc:
+            self._record(actor, "denied", "denied", path=raw_prefix[:1024], status=400,
+                         detail={"reason": str(exc), "attempted": "list"})
+            raise BadPath(str(exc)) from None
+        self._require_role(actor, READ_ROLES, "list", prefix)
+        with self.services.sessions() as s:
+            stmt = select(StoredObject).where(StoredObject.org_id == actor.org_id,
+                                              StoredObject.deleted_at.is_(None))
+            if prefix:
+                escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                stmt = stmt.where(StoredObject.path.like(escaped + "%", escape="\\"))
+            rows = list(s.scalars(stmt.order_by(StoredObject.path).limit(10_000)))
+        self._record(actor, "list", "success", path=prefix or None, status=200,
+                     detail={"count": len(rows)})
+        return rows
+
+    # -- upload ----------------------------------------------------------------------------
+
+    def upload(
+        self,
+        actor: Actor,
+        raw_path: str,
+        body: Iterable[bytes],
+        *,
+        overwrite: bool = False,
+        declared_size: int | None = None,
+        via: str = "put",
+    ) -> StoredObject:
+        """Encrypt ``body`` into the bucket and catalog it.
+
+        The body is read piece by piece; memory stays bounded whatever its size. On any
+        failure the upload is aborted: no object, no catalog row, no open multipart upload.
+        """
+        settings = self.services.settings
+        path = self._path(actor, raw_path, "upload")
+        self._require_role(actor, WRITE_ROLES, "upload", path.path)
+        limit = settings.max_upload_bytes
+        if declared_size is not None and declared_size > limit:
+            self._record(actor, "upload", "denied", path=path.path, status=413,
+                         detail={"reason": "declared size over the limit", "declared": declared_size})
+            raise TooLarge(f"the file is larger than the limit of {limit} bytes")
+        with self.services.sessions() as s:
+            org = s.get(Organisation, actor.org_id)
+            existing = self._live(s, actor.org_id, path.path)
+            if existing is not None and not overwrite:
+                self._record(actor, "upload", "denied", obj=existing, status=409,
+                             detail={"reason": "path exists"})
+                raise Conflict("an object already exists at this path; add ?overwrite=true to replace it")
+            if existing is not None and actor.role != Role.ADMIN.value and existing.created_by != actor.user_id:
+                self._record(actor, "upload", "denied", obj=existing, status=403,
+                             detail={"reason": "only the uploader or an admin may overwrite"})
+                raise Forbidden("only the uploader or an admin may replace this object")
+            mode = org.encryption_mode if org else EncryptionMode.CSE.value
+            version = self.services.keyring.current_version(s, actor.org_id)
+            ssec_key = self.services.keyring.ssec_key(s, actor.org_id, version) \
+                if mode == EncryptionMode.SSEC.value else None
+            s.commit()
+
+        object_id = new_id()
+        storage_id = new_id()
+        s3_key = f"{actor.org_id}/{path.category}/{storage_id}"
+        self._record(actor, "upload", "started", path=path.path, status=None,
+                     detail={"object_id": object_id, "via": via, "declared_size": declared_size})
+        received = 0
+        writer = None
+        try:
+            chunks = iter(body)
+            head = bytearray()
+            for chunk in chunks:
+                head += chunk
+                if len(head) >= SNIFF_BYTES:
+                    break
+            if len(head) > limit:
+                raise TooLarge(f"the file is larger than the limit of {limit} bytes")
+            content_type = sniff(bytes(head[:SNIFF_BYTES]), path.filename)
+            if content_type is None:
+                raise UnsupportedType("this type of file is not accepted (decided from its content)")
+            sha = hashlib.sha256()
+            writer = self.services.store.writer(s3_key, sse_c=ssec_key)
+            if mode == EncryptionMode.SSEC.value:
+                data_key = None
+                encryptor = None
+            else:
+                data_key = envelope.new_data_key()
+                encryptor = envelope.Encryptor(data_key, org_id=actor.org_id, object_id=storage_id)
+                writer.write(encryptor.header)
+
+            def feed(piece: bytes | bytearray) -> None:
+                nonlocal received
+                received += len(piece)
+                if received > limit:
+                    raise TooLarge(f"the file is larger than the limit of {limit} bytes")
+                sha.update(piece)
+                writer.write(encryptor.update(piece) if encryptor else piece)
+
+            feed(head)
+            del head
+            for chunk in chunks:
+                if chunk:
+                    feed(chunk)
+            if encryptor is not None:
+                writer.write(encryptor.finalize())
+            writer.close()
+        except BaseException as exc:
+            if writer is not None:
+                writer.abort()
+            status = getattr(exc, "status", None) or (502 if exc.__class__.__name__.startswith("Storage") else 400)
+            self._record(actor, "upload", "aborted", path=path.path, status=status, nbytes=received,
+                         detail={"object_id": object_id, "reason": str(exc)[:300] or type(exc).__name__})
+            raise
+
+        try:
+            with self.services.sessions() as s:
+                wrapped = None
+                if data_key is not None:
+                    version, wrapped = self.services.keyring.wrap_data_key(
+                        s, actor.org_id, storage_id, data_key)
+                obj = StoredObject(
+                    id=object_id, org_id=actor.org_id, path=path.path, category=path.category,
+                    size=received, content_type=content_type, sha256=sha.hexdigest(),
+                    encryption=mode, key_version=version, wrapped_data_key=wrapped,
+                    envelope_salt=encryptor.header and envelope.parse_header(encryptor.header).salt
+                    if encryptor else None,
+                    storage_id=storage_id, s3_key=s3_key, created_by=actor.user_id,
+                    created_at=utcnow(),
+                )
+                if overwrite:
+                    old = self._live(s, actor.org_id, path.path)
+                    if old is not None:
+                        old.deleted_at = utcnow()
+                        old.deleted_by = actor.user_id
+                        s.flush()
+                s.add(obj)
+                s.commit()
+        except BaseException as exc:
+            self._discard(s3_key)
+            self._record(actor, "upload", "aborted", path=path.path, nbytes=received,
+                         status=409 if isinstance(exc, IntegrityError) else 503,
+                         detail={"object_id": object_id, "reason": type(exc).__name__})
+            if isinstance(exc, IntegrityError):
+                raise Conflict("an object was stored at this path at the same time") from None
+            raise
+        self._record(actor, "upload", "completed", obj=obj, status=201, nbytes=received,
+                     detail={"content_type": content_type, "encryption": mode,
+                             "key_version": version, "via": via})
+        return obj
+
+    def _discard(self, s3_key: str) -> None:
+        try:
+            self.services.store.delete(s3_key)
+        except Exception:  # noqa: BLE001  (best effort; reconcile reports leftovers)
+            pass
+
+    # -- download --------------------------------------------------------------------------
+
+    def open(
+        self,
+        actor: Actor,
+        obj: StoredObject,
+        *,
+        range_header: str | None = None,
+        if_range: str | None = None,
+        head: bool = False,
+        download: bool = False,
+        via: str | None = None,
+    ) -> Download:
+        """Prepare a GET/HEAD answer; keys are unwrapped and the header authenticated first.
+
+        The audit row is written here, before any byte flows; the body iterator writes the
+        closing row with the bytes actually sent, or an integrity-failure row.
+        """
+        etag = etag_of(obj)
+        byte_range: ByteRange | None = None
+        try:
+            if if_range_allows(if_range, etag, obj.created_at):
+                byte_range = parse_range(range_header, obj.size)
+        except RangeNotSatisfiable:
+            self._record(actor, "range_read", "failure", obj=obj, status=416,
+                         detail={"range": (range_header or "")[:100]})
+            raise BadRange("the requested range is not satisfiable",
+                           headers={"Content-Range": f"bytes */{obj.size}"}) from None
+        action = "range_read" if byte_range else ("download" if download else "view")
+        status = 206 if byte_range else 200
+        length = byte_range.length if byte_range else obj.size
+        detail: dict = {"method": "HEAD" if head else "GET"}
+        if via:
+            detail["via"] = via
+        if byte_range:
+            detail["range"] = f"{byte_range.start}-{byte_range.end}"
+
+        with self.services.sessions() as s:
+            if obj.encryption == EncryptionMode.SSEC.value:
+                sse_key = self.services.keyring.ssec_key(s, obj.org_id, obj.key_version)
+                data_key = None
+            else:
+                sse_key = None
+                try:
+                    data_key = self.services.keyring.unwrap_data_key(
+                        s, obj.org_id, obj.storage_id, obj.key_version, obj.wrapped_data_key)
+                except envelope.DecryptionError:
+                    self._integrity_failure(actor, obj, 0, "wrapped data key failed authentication")
+                    raise
+        if head:
+            self._record(actor, action, "success", obj=obj, status=status, nbytes=0, detail=detail)
+            return Download(obj, status, length, byte_range, None, etag)
+
+        self._record(actor, action, "started", obj=obj, status=status, detail=detail)
+        try:
+            body = self._plaintext(obj, data_key, sse_key, byte_range)
+        except envelope.DecryptionError:
+            self._integrity_failure(actor, obj, 0, "object header failed authentication")
+            raise
+        except BaseException as exc:
+            self._record(actor, action, "aborted", obj=obj, status=502, nbytes=0,
+                         detail={**detail, "reason": type(exc).__name__})
+            raise
+        return Download(obj, status, length, byte_range,
+                        self._audited(actor, obj, action, status, detail, body, byte_range), etag)
+
+    def _plaintext(self, obj: StoredObject, data_key: bytes | None, sse_key: bytes | None,
+                   byte_range: ByteRange | None) -> Iterator[bytes]:
+        store = self.services.store
+        if sse_key is not None:
+            if byte_range is None:
+                return store.iter_object(obj.s3_key, sse_c=sse_key)
+            return store.iter_object(obj.s3_key, start=byte_range.start,
+                                     end_inclusive=byte_range.end, sse_c=sse_key)
+        assert data_key is not None
+        if byte_range is None:
+            return envelope.decrypt_stream(
+                data_key, store.iter_object(obj.s3_key), org_id=obj.org_id,
+                object_id=obj.storage_id)
+        header = store.get_range_bytes(obj.s3_key, 0, envelope.HEADER_SIZE - 1)
+        decryptor = envelope.Decryptor(data_key, header, org_id=obj.org_id,
+                                       object_id=obj.storage_id)
+        plan = envelope.plan_range(obj.size, decryptor.segment_size, byte_range.start,
+                                   byte_range.end)
+        chunks = store.iter_object(obj.s3_key, start=plan.ciphertext_start,
+                                   end_inclusive=plan.ciphertext_end_inclusive)
+        return envelope.decrypt_range(decryptor, plan, obj.size, chunks)
+
+    def _audited(self, actor: Actor, obj: StoredObject, action: str, status: int, detail: dict,
+                 body: Iterator[bytes], byte_range: ByteRange | None) -> Iterator[bytes]:
+        """Yield ``body``; record how the transfer ended. A full read's SHA-256 is checked."""
+        sent = 0
+        sha = hashlib.sha256() if byte_range is None else None
+        outcome, reason = "aborted", "client went away"
+        try:
+            for chunk in body:
+                if sha is not None:
+                    sha.update(chunk)
+                sent += len(chunk)
+                if sha is not None and sent == obj.size:
+                    # The last bytes go out only once the whole plaintext matches the catalog.
+                    if sha.hexdigest() != obj.sha256:
+                        raise envelope.DecryptionError("object failed authentication")
+                yield chunk
+            if sha is not None and sent != obj.size:
+                raise envelope.DecryptionError("object failed authentication")
+            outcome, reason = "completed", ""
+        except envelope.DecryptionError:
+            outcome, reason = "integrity_failure", "segment or checksum failed authentication"
+            self._integrity_failure(actor, obj, sent, reason)
+            outcome = ""
+            raise
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            outcome, reason = "aborted", type(exc).__name__
+            raise
+        finally:
+            if outcome:
+                self._record(actor, action, outcome, obj=obj, status=status, nbytes=sent,
+                             detail={**detail, **({"reason": reason} if reason else {})})
+
+    def _integrity_failure(self, actor: Actor, obj: StoredObject, sent: int, reason: str) -> None:
+        self._record(actor, "integrity_failure", "integrity_failure", obj=obj, status=502,
+                     nbytes=sent, detail={"reason": reason, "s3_key": obj.s3_key})
+
+    # -- delete ----------------------------------------------------------------------------
+
+    def delete(self, actor: Actor, raw_path: str) -> StoredObject:
+        """Mark an object deleted (recoverable until purged); admin or its uploader."""
+        path = self._path(actor, raw_path, "delete")
+        self._require_role(actor, WRITE_ROLES, "delete", path.path)
+        with self.services.sessions() as s:
+            obj = self._live(s, actor.org_id, path.path)
+            if obj is None:
+                s.rollback()
+                raise self._not_found(actor, path.path, "delete")
+            if actor.role != Role.ADMIN.value and obj.created_by != actor.user_id:
+                s.rollback()
+                self._record(actor, "delete", "denied", obj=obj, status=403,
+                             detail={"reason": "only the uploader or an admin may delete"})
+                raise Forbidden("only the uploader or an admin may delete this object")
+            self._record(actor, "delete", "success", obj=obj, status=204)
+            obj.deleted_at = utcnow()
+            obj.deleted_by = actor.user_id
+            s.commit()
+            return obj
+
+    def restore(self, actor: Actor, object_id: str) -> StoredObject:
+        """Undo a delete, unless another object now lives at the path."""
+        with self.services.sessions() as s:
+            obj = s.get(StoredObject, object_id)
+            if obj is None or obj.org_id != actor.org_id or obj.deleted_at is None:
+                raise NotFound("no deleted object with this id")
+            if self._live(s, obj.org_id, obj.path) is not None:
+                raise Conflict("another object now lives at this path")
+            self._record(actor, "restore", "success", obj=obj)
+            obj.deleted_at = None
+            obj.deleted_by = None
+            s.commit()
+            return obj
+
+    def purge(self, actor: Actor, *, older_than: datetime) -> int:
+        """Remove deleted objects for good (bucket, then catalog); returns how many."""
+        count = 0
+        with self.services.sessions() as s:
+            stmt = select(StoredObject).where(StoredObject.deleted_at.is_not(None),
+                                              StoredObject.deleted_at <= older_than)
+            if actor.org_id is not None:
+                stmt = stmt.where(StoredObject.org_id == actor.org_id)
+            doomed = list(s.scalars(stmt))
+        for obj in doomed:
+            self._record(Actor(**{**actor.__dict__, "org_id": obj.org_id}), "purge", "success",
+                         obj=obj)
+            self._discard(obj.s3_key)
+            with self.services.sessions() as s:
+                row = s.get(StoredObject, obj.id)
+                if row is not None:
+                    s.delete(row)
+                    s.commit()
+            count += 1
+        return count

@@ -1,0 +1,275 @@
+"""The file API: upload, download (with Range), list, delete, and gateway-signed links."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask_login import current_user
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
+
+from ..models import Organisation, StoredObject, User
+from ..principal import Actor
+from ..ranges import content_disposition
+from ..sniff import is_inline
+from .auth import login_required_api
+from .context import anonymous_actor, client_addr, current_actor, request_id, services
+from .errors import ApiError
+
+bp = Blueprint("files_api", __name__, url_prefix="/api/v1")
+READ_CHUNK = 1024 * 1024
+LINK_SALT = "gateway-signed-link-v1"
+
+
+# -- representations -------------------------------------------------------------------------
+
+
+def object_json(obj: StoredObject, emails: dict[int, str] | None = None) -> dict[str, Any]:
+    """The contract's JSON for an object."""
+    created_by: Any = obj.created_by
+    if emails is not None and obj.created_by in emails:
+        created_by = emails[obj.created_by]
+    return {
+        "id": obj.id,
+        "path": obj.path,
+        "size": obj.size,
+        "content_type": obj.content_type,
+        "sha256": obj.sha256,
+        "encryption": obj.encryption,
+        "key_version": obj.key_version,
+        "created_at": obj.created_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "created_by": created_by,
+    }
+
+
+def _emails(objs: list[StoredObject]) -> dict[int, str]:
+    ids = {o.created_by for o in objs if o.created_by is not None}
+    if not ids:
+        return {}
+    with services().sessions() as s:
+        return dict(s.execute(select(User.id, User.email).where(User.id.in_(ids))).all())
+
+
+def _bool_arg(name: str) -> bool:
+    return request.args.get(name, "").lower() in ("1", "true", "yes")
+
+
+# -- request bodies --------------------------------------------------------------------------
+
+
+def _raw_body() -> Iterator[bytes]:
+    stream = request.stream
+    while True:
+        chunk = stream.read(READ_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _declared_length() -> int | None:
+    value = request.headers.get("Content-Length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, "bad_request", "Content-Length is not a number") from None
+
+
+def _created(obj: StoredObject) -> Response:
+    resp = jsonify(object_json(obj, _emails([obj])))
+    resp.status_code = 201
+    resp.headers["Location"] = url_for("files_api.get_file", path=obj.path)
+    return resp
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+@bp.put("/files/<path:path>")
+@login_required_api
+def put_file(path: str) -> Response:
+    obj = services().objects.upload(
+        current_actor(), path, _raw_body(), overwrite=_bool_arg("overwrite"),
+        declared_size=_declared_length(), via="put",
+    )
+    return _created(obj)
+
+
+@bp.post("/files")
+@login_required_api
+def post_file() -> Response:
+    from ..formstream import FormError, FormField, FormFile, FormStream
+
+    actor = current_actor()
+    path = request.args.get("path")
+    try:
+        form = FormStream(request.stream, request.headers.get("Content-Type", ""))
+        for part in form.parts():
+            if isinstance(part, FormField) and part.name == "path":
+                path = part.value
+            elif isinstance(part, FormFile) and part.name == "file":
+                if not path:
+                    raise ApiError(400, "bad_request",
+                                   "send the path field before the file field")
+                obj = services().objects.upload(
+                    actor, path, part.chunks, overwrite=_bool_arg("overwrite"),
+                    declared_size=None, via="form",
+                )
+                return _created(obj)
+    except FormError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    raise ApiError(400, "bad_request", "the form has no file field")
+
+
+@bp.get("/files")
+@login_required_api
+def list_files() -> Response:
+    objs = services().objects.list(current_actor(), request.args.get("prefix", ""))
+    emails = _emails(objs)
+    return jsonify({"objects": [object_json(o, emails) for o in objs]})
+
+
+@bp.route("/files/<path:path>", methods=["GET", "HEAD"])
+@login_required_api
+def get_file(path: str) -> Response:
+    actor = current_actor()
+    action = "download" if _bool_arg("download") else "view"
+    obj = services().objects.find(actor, path, action)
+    return _serve(actor, obj)
+
+
+@bp.delete("/files/<path:path>")
+@login_required_api
+def delete_file(path: str) -> Response:
+    services().objects.delete(current_actor(), path)
+    return Response(status=204)
+
+
+def _serve(actor: Actor, obj: StoredObject, via: str | None = None) -> Response:
+    download = _bool_arg("download")
+    result = services().objects.open(
+        actor, obj, range_header=request.headers.get("Range"),
+        if_range=request.headers.get("If-Range"), head=request.method == "HEAD",
+        download=download, via=via,
+    )
+    inline = is_inline(obj.content_type) and not download
+    headers = {
+        "Content-Type": obj.content_type,
+        "Content-Length": str(result.length),
+        "Accept-Ranges": "bytes",
+        "ETag": result.etag,
+        "Last-Modified": obj.created_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "Content-Disposition": content_disposition(obj.path.rsplit("/", 1)[-1],
+                                                   attachment=not inline),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if result.byte_range is not None:
+        headers["Content-Range"] = result.byte_range.content_range
+    if result.body is None:
+        return Response(status=result.status, headers=headers)
+    return Response(result.body, status=result.status, headers=headers, direct_passthrough=True)
+
+
+# -- signed links ----------------------------------------------------------------------------
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=LINK_SALT)
+
+
+@bp.post("/links")
+@login_required_api
+def issue_link() -> Response:
+    actor = current_actor()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("path"), str):
+        raise ApiError(400, "bad_request", 'send JSON {"path": P, "method": "GET"|"PUT"}')
+    method = str(body.get("method", "GET")).upper()
+    if method not in ("GET", "PUT"):
+        raise ApiError(400, "bad_request", "method must be GET or PUT")
+    svc = services()
+    settings = svc.settings
+    objects = svc.objects
+    if method == "GET":
+        obj = objects.find(actor, body["path"], "link_issued")
+        target: dict[str, Any] = {"i": obj.id}
+        path = obj.path
+        lifetime = settings.read_link_seconds
+    else:
+        from ..objects import WRITE_ROLES
+
+        normalized = objects._path(actor, body["path"], "link_issued")
+        objects._require_role(actor, WRITE_ROLES, "issue upload links", normalized.path)
+        target = {"p": normalized.path}
+        path = normalized.path
+        obj = None
+        lifetime = settings.write_link_seconds
+    expires = int(time.time()) + lifetime
+    payload = {"o": actor.org_id, "u": actor.user_id, "m": method, "x": expires, **target}
+    token = _serializer().dumps(payload)
+    expires_at = datetime.fromtimestamp(expires, timezone.utc)
+    svc.audit.record(action="link_issued", outcome="success", actor=actor,
+                     object_id=obj.id if obj else None, object_path=path, http_status=201,
+                     detail={"method": method, "expires_at": expires_at.isoformat()})
+    resp = jsonify({"url": url_for("files_api.use_link", token=token, _external=True),
+                    "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+                    "method": method})
+    resp.status_code = 201
+    return resp
+
+
+def _link_actor(token: str, method: str) -> tuple[Actor, dict[str, Any]]:
+    svc = services()
+    try:
+        payload = _serializer().loads(token)
+    except BadSignature:
+        svc.audit.record(action="link_used", outcome="denied", actor=anonymous_actor(),
+                         http_status=403, detail={"reason": "bad signature"})
+        raise ApiError(403, "bad_link", "this link is not valid") from None
+    with svc.sessions() as s:
+        row = s.execute(select(User, Organisation).join(Organisation)
+                        .where(User.id == payload.get("u"))).first()
+    user = row[0] if row else None
+    actor = Actor(
+        org_id=payload.get("o"), user_id=payload.get("u"), email=user.email if user else None,
+        role=user.role if user else None, client_addr=client_addr(),
+        user_agent=request.user_agent.string or None, request_id=request_id(),
+    )
+    expected = "GET" if method in ("GET", "HEAD") else method
+    reason = None
+    if payload.get("m") != expected:
+        reason = f"link is for {payload.get('m')}, not {method}"
+    elif int(payload.get("x", 0)) < time.time():
+        reason = "link expired"
+    elif user is None or not user.is_active or user.org_id != payload.get("o"):
+        reason = "issuing user no longer allowed"
+    if reason is not None:
+        svc.audit.record(action="link_used", outcome="denied", actor=actor, http_status=403,
+                         object_id=payload.get("i"), object_path=payload.get("p"),
+                         detail={"reason": reason})
+        code = "link_expired" if reason == "link expired" else "bad_link"
+        raise ApiError(403, code, "this link has expired" if code == "link_expired"
+                       else "this link is not valid for this request")
+    svc.audit.record(action="link_used", outcome="success", actor=actor,
+                     object_id=payload.get("i"), object_path=payload.get("p"),
+                     detail={"method": method})
+    return actor, payload
+
+
+@bp.route("/links/<token>", methods=["GET", "HEAD", "PUT"])
+def use_link(token: str) -> Response:
+    actor, payload = _link_actor(token, request.method)
+    objects = services().objects
+    if request.method == "PUT":
+        obj = objects.upload(actor, payload["p"], _raw_body(), overwrite=False,
+                             declared_size=_declared_length(), via="link")
+        return _created(obj)
+    obj = objects.get_by_id(actor, payload["i"], "link_used")
+    return _serve(actor, obj, via="link")
+
+
+__all__ = ["bp", "object_json", "current_user"]

@@ -1,0 +1,76 @@
+"""Settings are validated at start-up: one line naming the variable, never a later failure."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gateway.config import REQUIRED, Settings, SettingsError
+from tests.stack import ROOT
+
+GOOD = {
+    "GATEWAY_S3_BUCKET": "gw-bucket",
+    "GATEWAY_MASTER_KEY": "file:keys/master.key",
+    "GATEWAY_SECRET_KEY": "s" * 32,
+}
+
+
+def test_defaults() -> None:
+    s = Settings.from_env(GOOD)
+    assert s.database_url == "sqlite:///instance/gateway.db"
+    assert s.max_upload_bytes == 262_144_000
+    assert (s.read_link_seconds, s.write_link_seconds, s.idle_logout_seconds) == (900, 300, 900)
+    assert s.s3_endpoint_url is None
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_each_required_setting_is_named_when_missing(name: str) -> None:
+    env = {k: v for k, v in GOOD.items() if k != name}
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GATEWAY_MASTER_KEY", "vault:abc"),
+        ("GATEWAY_MAX_UPLOAD_BYTES", "lots"),
+        ("GATEWAY_MAX_UPLOAD_BYTES", "-1"),
+        ("GATEWAY_READ_LINK_SECONDS", "0"),
+        ("GATEWAY_IDLE_LOGOUT_SECONDS", "1.5"),
+        ("GATEWAY_S3_ENDPOINT_URL", "localhost:9000"),
+        ("GATEWAY_S3_BUCKET", "Bad_Bucket"),
+        ("GATEWAY_DATABASE_URL", "instance/gateway.db"),
+        ("GATEWAY_SECRET_KEY", "short"),
+    ],
+)
+def test_malformed_setting_is_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**GOOD, name: value})
+
+
+def _clean_env(**env: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    base.update(env)
+    return base
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_wsgi_app_refuses_to_start_with_one_line(name: str) -> None:
+    env = _clean_env(**{k: v for k, v in GOOD.items() if k != name})
+    proc = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], proc.stderr
+
+
+def test_command_refuses_with_one_line() -> None:
+    env = _clean_env(**{k: v for k, v in GOOD.items() if k != "GATEWAY_SECRET_KEY"})
+    proc = subprocess.run([sys.executable, "-m", "gateway", "orgs", "list"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "GATEWAY_SECRET_KEY" in lines[0], proc.stderr
