@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 
@@ -286,13 +286,16 @@ def _is_immutable(data: object) -> bool:
 _Piece = bytes | bytearray | memoryview
 
 
-def _keeper(chunk: object) -> Callable[[memoryview], _Piece]:
-    """How to keep part of ``chunk`` past the current step: a view if it cannot change."""
-    return _identity if _is_immutable(chunk) else bytes
+def _stable_view(chunk: bytes | bytearray | memoryview) -> memoryview:
+    """A byte view of ``chunk`` that may be kept across ``yield``.
 
-
-def _identity(view: memoryview) -> memoryview:
-    return view
+    A view of immutable bytes is kept as is (no copy). Anything else is copied first, since
+    the caller may reuse or resize its buffer as soon as control returns to it (and a live
+    view would stop it from resizing).
+    """
+    if not _is_immutable(chunk):
+        chunk = bytes(chunk)
+    return _byte_view(chunk)
 
 
 class Encryptor:
@@ -632,16 +635,15 @@ def decrypt_stream(
     pending: list[_Piece] = []
     pending_size = 0
     for chunk in chain((rest,), iterator):
-        view = _byte_view(chunk)
+        view = _stable_view(chunk)
         size = len(view)
         if not size:
             continue
-        keep = _keeper(chunk)
         pos = 0
         if pending:
             if pending_size < sealed:
                 pos = min(sealed - pending_size, size)
-                pending.append(keep(view[:pos]))
+                pending.append(view[:pos])
                 pending_size += pos
             if pos == size:
                 continue  # the pending segment may still be the last one
@@ -652,7 +654,7 @@ def decrypt_stream(
             yield decryptor.decrypt_segment(index, view[pos:pos + sealed], last=False)
             index += 1
             pos += sealed
-        pending.append(keep(view[pos:]))
+        pending.append(view[pos:])
         pending_size = size - pos
     if not pending:
         raise _fail()
@@ -757,14 +759,13 @@ def _exact_pieces(chunks: Iterable[bytes], lengths: Iterable[int]) -> Iterator[l
     pending: list[_Piece] = []
     pending_size = 0
     for chunk in chunks:
-        view = _byte_view(chunk)
-        keep = _keeper(chunk)
+        view = _stable_view(chunk)
         pos = 0
         while pos < len(view):
             if need is None:
                 raise _fail()
             take = min(need - pending_size, len(view) - pos)
-            pending.append(keep(view[pos:pos + take]))
+            pending.append(view[pos:pos + take])
             pending_size += take
             pos += take
             if pending_size == need:

@@ -70,7 +70,9 @@ def seal_object(
         last = index == len(pieces) - 1
         nonce = nonce_prefix + struct.pack(">I", index) + bytes([1 if last else 0])
         sealed = aead.encrypt(nonce, piece, b"")
-        segments.append({"index": index, "last": last, "nonce": nonce.hex(), "sealed": sealed.hex()})
+        segments.append(
+            {"index": index, "last": last, "nonce": nonce.hex(), "sealed": sealed.hex()}
+        )
         body += sealed
 
     return {
