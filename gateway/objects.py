@@ -214,19 +214,19 @@ class ObjectService:
         with self.services.sessions() as s:
             org = s.get(Organisation, actor.org_id)
             existing = self._live(s, actor.org_id, path.path)
-            if existing is not None and not overwrite:
-                self._record(actor, "upload", "denied", obj=existing, status=409,
-                             detail={"reason": "path exists"})
-                raise Conflict("an object already exists at this path; add ?overwrite=true to replace it")
-            if existing is not None and actor.role != Role.ADMIN.value and existing.created_by != actor.user_id:
-                self._record(actor, "upload", "denied", obj=existing, status=403,
-                             detail={"reason": "only the uploader or an admin may overwrite"})
-                raise Forbidden("only the uploader or an admin may replace this object")
             mode = org.encryption_mode if org else EncryptionMode.CSE.value
             version = self.services.keyring.current_version(s, actor.org_id)
             ssec_key = self.services.keyring.ssec_key(s, actor.org_id, version) \
                 if mode == EncryptionMode.SSEC.value else None
             s.commit()
+        if existing is not None and not overwrite:
+            self._record(actor, "upload", "denied", obj=existing, status=409,
+                         detail={"reason": "path exists"})
+            raise Conflict("an object already exists at this path; add ?overwrite=true to replace it")
+        if existing is not None and actor.role != Role.ADMIN.value and existing.created_by != actor.user_id:
+            self._record(actor, "upload", "denied", obj=existing, status=403,
+                         detail={"reason": "only the uploader or an admin may overwrite"})
+            raise Forbidden("only the uploader or an admin may replace this object")
 
         object_id = new_id()
         storage_id = new_id()
@@ -360,18 +360,17 @@ class ObjectService:
         if byte_range:
             detail["range"] = f"{byte_range.start}-{byte_range.end}"
 
-        with self.services.sessions() as s:
-            if obj.encryption == EncryptionMode.SSEC.value:
-                sse_key = self.services.keyring.ssec_key(s, obj.org_id, obj.key_version)
-                data_key = None
-            else:
-                sse_key = None
-                try:
+        sse_key = data_key = None
+        try:
+            with self.services.sessions() as s:
+                if obj.encryption == EncryptionMode.SSEC.value:
+                    sse_key = self.services.keyring.ssec_key(s, obj.org_id, obj.key_version)
+                else:
                     data_key = self.services.keyring.unwrap_data_key(
                         s, obj.org_id, obj.storage_id, obj.key_version, obj.wrapped_data_key)
-                except envelope.DecryptionError:
-                    self._integrity_failure(actor, obj, 0, "wrapped data key failed authentication")
-                    raise
+        except envelope.DecryptionError:
+            self._integrity_failure(actor, obj, 0, "wrapped data key failed authentication")
+            raise
         if head:
             self._record(actor, action, "success", obj=obj, status=status, nbytes=0, detail=detail)
             return Download(obj, status, length, byte_range, None, etag)
@@ -457,19 +456,20 @@ class ObjectService:
         self._require_role(actor, WRITE_ROLES, "delete", path.path)
         with self.services.sessions() as s:
             obj = self._live(s, actor.org_id, path.path)
-            if obj is None:
-                s.rollback()
-                raise self._not_found(actor, path.path, "delete")
-            if actor.role != Role.ADMIN.value and obj.created_by != actor.user_id:
-                s.rollback()
-                self._record(actor, "delete", "denied", obj=obj, status=403,
-                             detail={"reason": "only the uploader or an admin may delete"})
-                raise Forbidden("only the uploader or an admin may delete this object")
-            self._record(actor, "delete", "success", obj=obj, status=204)
-            obj.deleted_at = utcnow()
-            obj.deleted_by = actor.user_id
-            s.commit()
-            return obj
+        if obj is None:
+            raise self._not_found(actor, path.path, "delete")
+        if actor.role != Role.ADMIN.value and obj.created_by != actor.user_id:
+            self._record(actor, "delete", "denied", obj=obj, status=403,
+                         detail={"reason": "only the uploader or an admin may delete"})
+            raise Forbidden("only the uploader or an admin may delete this object")
+        self._record(actor, "delete", "success", obj=obj, status=204)
+        with self.services.sessions() as s:
+            row = s.get(StoredObject, obj.id)
+            if row is not None and row.deleted_at is None:
+                row.deleted_at = utcnow()
+                row.deleted_by = actor.user_id
+                s.commit()
+        return obj
 
     def restore(self, actor: Actor, object_id: str) -> StoredObject:
         """Undo a delete, unless another object now lives at the path."""
@@ -479,11 +479,13 @@ class ObjectService:
                 raise NotFound("no deleted object with this id")
             if self._live(s, obj.org_id, obj.path) is not None:
                 raise Conflict("another object now lives at this path")
-            self._record(actor, "restore", "success", obj=obj)
-            obj.deleted_at = None
-            obj.deleted_by = None
+        self._record(actor, "restore", "success", obj=obj)
+        with self.services.sessions() as s:
+            row = s.get(StoredObject, object_id)
+            row.deleted_at = None
+            row.deleted_by = None
             s.commit()
-            return obj
+            return row
 
     def purge(self, actor: Actor, *, older_than: datetime) -> int:
         """Remove deleted objects for good (bucket, then catalog); returns how many."""

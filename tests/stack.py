@@ -17,6 +17,16 @@ from gateway.services import Services, build_services
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
+_HASHES: dict[str, str] = {}
+
+
+def password_hash() -> str:
+    """The Argon2 hash of :data:`PASSWORD`, computed once (hashing is slow on purpose)."""
+    if "h" not in _HASHES:
+        from gateway.security import hash_password
+
+        _HASHES["h"] = hash_password(PASSWORD)
+    return _HASHES["h"]
 
 
 @dataclass
@@ -82,7 +92,7 @@ def build_stack(db_url: str, moto_endpoint: str, tmp_path: Path, **extra: str) -
         ("auditor2", stack.org2, "auditor"), ("staffs", stack.org_ssec, "staff"),
     ):
         email = f"{name}@example.test"
-        uid = create_user(services, email, org, role, PASSWORD)
+        uid = create_user(services, email, org, role, PASSWORD, password_hash=password_hash())
         stack.users[name] = Identity(email, role, org, uid, create_token(services, email))
     return stack
 

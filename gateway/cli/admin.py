@@ -93,8 +93,9 @@ def users_create(services, email: str, org_ref: str, role: str, password_stdin: 
     click.echo(f"created {email.strip().lower()} ({role})")
 
 
-def create_user(services, email: str, org_ref: str, role: str, password: str) -> int:  # type: ignore[no-untyped-def]
-    """Create a user and return its id."""
+def create_user(services, email: str, org_ref: str, role: str, password: str,  # type: ignore[no-untyped-def]
+                *, password_hash: str | None = None) -> int:
+    """Create a user and return its id (``password_hash`` spares hashing a known password)."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise CommandError(f"not an e-mail address: {email!r}")
@@ -102,7 +103,8 @@ def create_user(services, email: str, org_ref: str, role: str, password: str) ->
         org = find_org(s, org_ref)
         if s.scalar(select(User.id).where(func.lower(User.email) == email)) is not None:
             raise CommandError(f"a user {email} already exists")
-        user = User(org_id=org.id, email=email, role=role, password_hash=hash_password(password))
+        user = User(org_id=org.id, email=email, role=role,
+                    password_hash=password_hash or hash_password(password))
         s.add(user)
         s.commit()
         return user.id

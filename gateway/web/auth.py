@@ -212,6 +212,7 @@ def login():  # type: ignore[no-untyped-def]
         return redirect(_safe_next(request.args.get("next")))
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
+        signed_in = None
         with services().sessions() as s:
             row = s.execute(
                 select(User, Organisation).join(Organisation)
@@ -219,24 +220,26 @@ def login():  # type: ignore[no-untyped-def]
             ).first()
             user, org = row if row else (None, None)
             ok = verify_password(user.password_hash if user else None, form.password.data)
-            if user is None or org is None or not ok or not user.is_active:
-                audit = _audit_log()
-                if audit is not None:
-                    audit.record(
-                        action="login_failed", outcome="denied", http_status=401,
-                        actor=anonymous_actor(org_id=user.org_id if user else None, email=email),
-                        detail={"reason": "bad credentials"},
-                    )
-                flash("Wrong e-mail address or password.", "error")
-                return render_template("login.html", form=form), 401
-            signed_in = _snapshot(user, org)
-            user.last_login_at = datetime.now(timezone.utc)
-            s.commit()
+            failed_org = user.org_id if user else None
+            if user is not None and org is not None and ok and user.is_active:
+                signed_in = _snapshot(user, org)
+                user.last_login_at = datetime.now(timezone.utc)
+                s.commit()
+        # audit rows are written outside the session above: SQLite allows one writer at a time
+        audit = _audit_log()
+        if signed_in is None:
+            if audit is not None:
+                audit.record(
+                    action="login_failed", outcome="denied", http_status=401,
+                    actor=anonymous_actor(org_id=failed_org, email=email),
+                    detail={"reason": "bad credentials"},
+                )
+            flash("Wrong e-mail address or password.", "error")
+            return render_template("login.html", form=form), 401
         session.clear()
         login_user(signed_in)
         session.permanent = True
         session["last_seen"] = time.time()
-        audit = _audit_log()
         if audit is not None:
             audit.record(action="login", outcome="success", actor=current_actor(), http_status=302)
         return redirect(_safe_next(request.args.get("next")))

@@ -1,0 +1,256 @@
+"""The audit trail: ``gateway audit query | verify | archive | verify-archive``.
+
+An operator on the server may read every organisation's events. Each command is itself
+audited (as ``cli:<login name>``, role ``operator``) before it shows anything.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from ..audit import (
+    SYSTEM_CHAIN,
+    Action,
+    AuditArchiveError,
+    AuditUnavailable,
+    Outcome,
+    archive_key,
+    archive_month,
+    format_time,
+    iter_query,
+    parse_action,
+    parse_month,
+    parse_outcome,
+    parse_time,
+    to_csv,
+    to_jsonl,
+    verify,
+    verify_archive,
+)
+from ..principal import Actor
+from ._common import CommandError, find_org, progress, with_services
+
+TABLE_LIMIT = 100
+UNAVAILABLE = "the audit log is unavailable; nothing was done"
+
+
+@click.group(help="The audit trail: query and export events, verify the chains, archive months.")
+def audit() -> None:
+    """Audit commands."""
+
+
+def _org_chain(services: Any, ref: str | None) -> tuple[str | None, str | None]:
+    """``(org_id for the query, label)``: an organisation, ``system``, or everything (None)."""
+    if ref is None:
+        return None, None
+    if ref == SYSTEM_CHAIN:
+        return SYSTEM_CHAIN, SYSTEM_CHAIN
+    with services.sessions() as session:
+        org = find_org(session, ref)
+        return org.id, org.name
+
+
+def _parse(option: str, parser: Any, value: str | None, **kwargs: Any) -> Any:
+    if value is None or value == "":
+        return None
+    try:
+        return parser(value, **kwargs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _record(services: Any, **kwargs: Any) -> None:
+    try:
+        services.audit.record(**kwargs)
+    except AuditUnavailable:
+        raise CommandError(UNAVAILABLE) from None
+
+
+@audit.command("query", help="Show or export events, oldest first.")
+@click.option("--org", "org_ref", metavar="ORG",
+              help="Organisation id or name, or 'system' (events without one). "
+                   "Default: every organisation.")
+@click.option("--user", metavar="U", help="User id or e-mail address.")
+@click.option("--object", "object_id", metavar="O", help="Object id.")
+@click.option("--path", "object_path", metavar="P",
+              help="Object path; a trailing * matches every path with that prefix.")
+@click.option("--action", metavar="A", help="Action, or several separated by commas.")
+@click.option("--outcome", metavar="O", help="Outcome, or several separated by commas.")
+@click.option("--since", metavar="DATE",
+              help="From this time (inclusive): YYYY-MM-DD or ISO 8601; UTC unless it has an offset.")
+@click.option("--until", metavar="DATE",
+              help="Before this time (exclusive); a date alone includes that whole day.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help=f"At most N events (default {TABLE_LIMIT} for the table, all for csv/jsonl).")
+@click.option("--after", type=click.IntRange(min=0), default=None, metavar="ID",
+              help="Only events with an id above ID (the cursor the table prints).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
+              show_default=True)
+@with_services(require=())
+def query_cmd(services: Any, org_ref: str | None, user: str | None, object_id: str | None,
+              object_path: str | None, action: str | None, outcome: str | None,
+              since: str | None, until: str | None, limit: int | None, after: int | None,
+              fmt: str) -> None:
+    filters: dict[str, Any] = {
+        "user": user or None,
+        "object_id": object_id or None,
+        "object_path": object_path or None,
+        "action": _parse("--action", parse_action, action),
+        "outcome": _parse("--outcome", parse_outcome, outcome),
+        "since": _parse("--since", parse_time, since),
+        "until": _parse("--until", parse_time, until, end=True),
+    }
+    if user is not None:
+        try:
+            from ..audit import user_condition
+
+            user_condition(user)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--user") from None
+    if filters["since"] and filters["until"] and filters["since"] >= filters["until"]:
+        raise click.BadParameter("--since must come before --until", param_hint="--since")
+    org_id, label = _org_chain(services, org_ref)
+    if limit is None and fmt == "table":
+        limit = TABLE_LIMIT
+    shown = {k: (format_time(v) if hasattr(v, "tzinfo") else v) for k, v in filters.items() if v}
+    _record(services, action=Action.AUDIT_QUERY if fmt == "table" else Action.AUDIT_EXPORT,
+            outcome=Outcome.SUCCESS, actor=Actor.cli(org_id if org_id != SYSTEM_CHAIN else None,
+                                                     f"audit query --format {fmt}"),
+            detail={"org": label or "all", "filters": shown, "limit": limit, "after": after,
+                    "format": fmt})
+    events = iter_query(services.sessions, org_id=org_id, all_orgs=org_id is None,
+                        limit=limit, after_id=after, **filters)
+    if fmt == "csv":
+        for line in to_csv(events):
+            click.echo(line, nl=False)
+    elif fmt == "jsonl":
+        for line in to_jsonl(events):
+            click.echo(line, nl=False)
+    else:
+        _print_table(list(events), limit)
+
+
+def _print_table(events: list[Any], limit: int | None) -> None:
+    header = f"{'id':>8}  {'when (UTC)':<26} {'user':<28} {'action':<17} {'outcome':<17} " \
+             f"{'status':>6} {'bytes':>10}  {'from':<15} object"
+    click.echo(header)
+    for e in events:
+        who = e.user_email or (str(e.user_id) if e.user_id is not None else "-")
+        click.echo(
+            f"{e.id:>8}  {format_time(e.occurred_at):<26} {who[:28]:<28} {e.action:<17} "
+            f"{e.outcome:<17} {e.http_status if e.http_status is not None else '':>6} "
+            f"{e.bytes if e.bytes is not None else '':>10}  {(e.client_addr or '')[:15]:<15} "
+            f"{e.object_path or e.object_id or ''}"
+        )
+    click.echo(f"{len(events)} event(s)")
+    if limit is not None and len(events) == limit:
+        click.echo(f"more: add --after {events[-1].id}")
+
+
+@audit.command("verify", help="Check the audit chains; exit status 1 names the first bad row.")
+@click.option("--org", "org_ref", metavar="ORG",
+              help="Organisation id or name, or 'system'. Default: every chain.")
+@with_services(require=())
+def verify_cmd(services: Any, org_ref: str | None) -> None:
+    chain, label = _org_chain(services, org_ref)
+    with services.sessions() as session:
+        report = verify(session, services.keyring, chain)
+    if report.ok:
+        click.echo(f"audit chain intact: {report.rows} rows in {len(report.chains)} chains")
+    else:
+        for result in report.chains:
+            if result.fault is not None:
+                click.echo(f"audit chain altered: {result.fault.message} [{result.fault.reason}]")
+    fault = report.first_fault
+    try:
+        services.audit.record(
+            action=Action.AUDIT_VERIFY,
+            outcome=Outcome.SUCCESS if report.ok else Outcome.FAILURE,
+            actor=Actor.cli(chain if chain not in (None, SYSTEM_CHAIN) else None, "audit verify"),
+            detail={"chains": len(report.chains), "rows": report.rows, "org": label or "all",
+                    "fault": None if fault is None else {
+                        "chain": fault.chain, "seq": fault.seq, "row_id": fault.row_id,
+                        "reason": fault.reason}},
+        )
+    except AuditUnavailable:
+        click.echo("gateway: this verification could not be recorded in the audit log", err=True)
+        sys.exit(1)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _month(value: str) -> tuple[int, int]:
+    return _parse("--month", parse_month, value)
+
+
+@audit.command("archive", help="Write a month's events of each organisation, encrypted, to "
+               "audit-archive/{org_id}/{yyyy}/{mm}.jsonl.gz in the bucket. Re-runnable.")
+@click.option("--month", required=True, metavar="YYYY-MM")
+@click.option("--org", "org_ref", metavar="ORG", help="Organisation id or name (default: all).")
+@with_services(require=("GATEWAY_S3_BUCKET",))
+def archive_cmd(services: Any, month: str, org_ref: str | None) -> None:
+    from ..models import Organisation
+    from ..storage import StorageError
+
+    year, mon = _month(month)
+    with services.sessions() as session:
+        if org_ref is not None:
+            orgs = [find_org(session, org_ref)]
+        else:
+            orgs = list(session.scalars(select(Organisation).order_by(Organisation.name)))
+        targets = [(org.id, org.name) for org in orgs]
+    failed = 0
+    for org_id, name in progress(targets, total=len(targets), desc=f"archiving {month}",
+                                 unit="org"):
+        try:
+            result = archive_month(services, org_id, year, mon,
+                                   Actor.cli(org_id, f"audit archive --month {month}"))
+        except AuditUnavailable:
+            raise CommandError(UNAVAILABLE) from None
+        except (AuditArchiveError, StorageError) as exc:
+            failed += 1
+            click.echo(f"{name}: failed: {exc}", err=True)
+            continue
+        if result.status == "empty":
+            click.echo(f"{name}: no events in {month}")
+        else:
+            click.echo(f"{name}: {result.status} {result.key} ({result.rows} events, "
+                       f"seq {result.first_seq}-{result.last_seq})")
+    if failed:
+        raise CommandError(f"{failed} of {len(targets)} archive(s) failed")
+
+
+@audit.command("verify-archive", help="Decrypt a month's archive and check every row against "
+               "its hash and the database.")
+@click.option("--month", required=True, metavar="YYYY-MM")
+@click.option("--org", "org_ref", required=True, metavar="ORG", help="Organisation id or name.")
+@with_services(require=("GATEWAY_S3_BUCKET",))
+def verify_archive_cmd(services: Any, month: str, org_ref: str) -> None:
+    from ..storage import StorageError, StorageNotFound
+
+    year, mon = _month(month)
+    org_id, _label = _org_chain(services, org_ref)
+    if org_id == SYSTEM_CHAIN or org_id is None:
+        raise CommandError("archives belong to an organisation: name one with --org")
+    try:
+        report = verify_archive(services, org_id, year, mon,
+                                actor=Actor.cli(org_id, f"audit verify-archive --month {month}"))
+    except AuditUnavailable:
+        raise CommandError(UNAVAILABLE) from None
+    except StorageNotFound:
+        raise CommandError(f"no archive at {archive_key(org_id, year, mon)}") from None
+    except StorageError as exc:
+        raise CommandError(f"storage failure: {exc}") from None
+    if report.ok:
+        click.echo(f"audit archive intact: {report.key}, {report.rows} events, "
+                   "each one still in the database")
+        return
+    for problem in report.problems:
+        click.echo(f"audit archive altered: {report.key}: {problem}")
+    sys.exit(1)
+
+
+COMMANDS = [audit]
