@@ -818,7 +818,6 @@ class Keyring:
                         )
                     )
             except IntegrityError:
-                print("LOSER-PATH")
                 row = session.execute(
                     select(AuditKey).where(AuditKey.chain == chain),
                     execution_options={"populate_existing": True},
