@@ -10,7 +10,8 @@ encrypted and decrypted:
 
 Outputs are counted and dropped as they come, as a streaming upload or download does.
 
-Each measurement is the best of ``--repeat`` runs. The last line compares the two.
+Each measurement is the best of ``--repeat`` runs, the four runs taking turns. The last line
+compares the format with the raw baseline.
 """
 from __future__ import annotations
 
@@ -31,16 +32,19 @@ from gateway import envelope  # noqa: E402
 MIB = 1 << 20
 
 
-def best_seconds(run: Callable[[], object], repeat: int) -> float:
-    """Return the shortest of ``repeat`` timed calls of ``run``."""
-    best = float("inf")
+def best_seconds(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Return the shortest of ``repeat`` timed calls of each run.
+
+    The runs take turns within each repetition, so that a change in machine load affects
+    the format and the raw baseline alike.
+    """
+    best = {name: float("inf") for name in runs}
     for _ in range(repeat):
-        gc.collect()
-        started = time.perf_counter()
-        result = run()
-        elapsed = time.perf_counter() - started
-        del result
-        best = min(best, elapsed)
+        for name, run in runs.items():
+            gc.collect()
+            started = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - started)
     return best
 
 
@@ -97,16 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     decrypted = envelope.decrypt_stream(data_key, object_chunks, **ids)
     assert b"".join(decrypted) == b"".join(plaintext_chunks)
 
-    results = {}
-    for name, run in [
-        ("raw encrypt", raw_encrypt),
-        ("format encrypt", format_encrypt),
-        ("raw decrypt", raw_decrypt),
-        ("format decrypt", format_decrypt),
-    ]:
-        seconds = best_seconds(run, args.repeat)
-        results[name] = total / seconds
-        print(f"{name:15} {results[name]:9.0f} MiB/s  ({total} MiB, best of {args.repeat})")
+    runs = {
+        "raw encrypt": raw_encrypt,
+        "format encrypt": format_encrypt,
+        "raw decrypt": raw_decrypt,
+        "format decrypt": format_decrypt,
+    }
+    results = {name: total / seconds for name, seconds in best_seconds(runs, args.repeat).items()}
+    for name, rate in results.items():
+        print(f"{name:15} {rate:9.0f} MiB/s  ({total} MiB, best of {args.repeat})")
 
     encrypt_ratio = results["format encrypt"] / results["raw encrypt"]
     decrypt_ratio = results["format decrypt"] / results["raw decrypt"]

@@ -298,6 +298,22 @@ def _stable_view(chunk: bytes | bytearray | memoryview) -> memoryview:
     return _byte_view(chunk)
 
 
+def _gather(pending: list[_Piece], piece: memoryview) -> None:
+    """Append ``piece`` to a segment being gathered, keeping at most two pieces.
+
+    A segment straddling two chunks stays two views (no copy); beyond that (many small
+    chunks) the tail is accumulated in a buffer of our own, so memory stays proportional to
+    the segment size whatever the chunking.
+    """
+    if len(pending) < 2:
+        pending.append(piece)
+        return
+    tail = pending[-1]
+    if not isinstance(tail, bytearray):
+        tail = pending[-1] = bytearray(tail)
+    tail += piece
+
+
 class Encryptor:
     """Incremental encryption of one object.
 
@@ -573,7 +589,9 @@ class Decryptor:
         """Like :meth:`decrypt_segment` for a segment given as consecutive pieces.
 
         Two pieces (a segment straddling two chunks) are decrypted in place, without
-        joining them; the plaintext pieces are returned only once the tag has verified.
+        joining them, through the hazmat streaming GCM context. That context hands out
+        plaintext before the tag is checked: here it is kept back and returned only once
+        ``finalize_with_tag`` has verified the tag.
         """
         if len(pieces) == 1:
             return [self.decrypt_segment(index, pieces[0], last=last)]
@@ -586,7 +604,7 @@ class Decryptor:
         plaintext: list[bytes] = []
         tag: list[_Piece] = []
         seen = 0
-        for piece in pieces:
+        for piece in map(memoryview, pieces):
             inside = max(0, min(len(piece), body - seen))
             if inside:
                 plaintext.append(context.update(piece[:inside]))
@@ -643,7 +661,7 @@ def decrypt_stream(
         if pending:
             if pending_size < sealed:
                 pos = min(sealed - pending_size, size)
-                pending.append(view[:pos])
+                _gather(pending, view[:pos])
                 pending_size += pos
             if pos == size:
                 continue  # the pending segment may still be the last one
@@ -654,7 +672,7 @@ def decrypt_stream(
             yield decryptor.decrypt_segment(index, view[pos:pos + sealed], last=False)
             index += 1
             pos += sealed
-        pending.append(view[pos:])
+        _gather(pending, view[pos:])
         pending_size = size - pos
     if not pending:
         raise _fail()
@@ -765,7 +783,7 @@ def _exact_pieces(chunks: Iterable[bytes], lengths: Iterable[int]) -> Iterator[l
             if need is None:
                 raise _fail()
             take = min(need - pending_size, len(view) - pos)
-            pending.append(view[pos:pos + take])
+            _gather(pending, view[pos:pos + take])
             pending_size += take
             pos += take
             if pending_size == need:

@@ -100,6 +100,17 @@ def test_round_trip_with_arbitrary_chunking(data: st.DataObject, segment_size: i
     assert open_all([kind(c) for c in chunks]) == plaintext
 
 
+def test_byte_by_byte_chunks() -> None:
+    plaintext = bytes(range(200))
+    obj = seal(plaintext, 64)
+    assert open_all([obj[i:i + 1] for i in range(len(obj))]) == plaintext
+    decryptor = Decryptor(KEY, obj[:HEADER_SIZE], **IDS)
+    plan = plan_range(200, 64, 10, 150)
+    body = obj[plan.ciphertext_start:plan.ciphertext_end_inclusive + 1]
+    chunks = [body[i:i + 1] for i in range(len(body))]
+    assert b"".join(decrypt_range(decryptor, plan, 200, chunks)) == plaintext[10:151]
+
+
 def test_encrypt_stream_yields_header_then_segments() -> None:
     plaintext = bytes(range(40))
     parts = list(envelope.encrypt_stream(KEY, [plaintext[:7], plaintext[7:]], segment_size=16,
