@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Any, Mapping
 
 from flask import Flask
+from werkzeug.routing import PathConverter
 
 from .config import Settings
 from .services import Services, build_services
@@ -29,6 +30,8 @@ def create_app(
     settings = services.settings
 
     app = Flask(__name__)
+    app.url_map.merge_slashes = False  # "a//b" reaches the path check instead of a redirect
+    app.url_map.converters["objpath"] = ObjectPathConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=None,  # uploads are limited while streaming, not buffered
@@ -60,6 +63,15 @@ def create_app(
     for command in GROUPS:
         app.cli.add_command(command)
     return app
+
+
+class ObjectPathConverter(PathConverter):
+    """Everything after the prefix, newlines and leading slashes included, so that every
+    hostile path reaches :func:`gateway.paths.normalize_path` and is refused with an audit row
+    rather than by the router."""
+
+    regex = r"[\s\S]+"
+    part_isolating = False
 
 
 def _register_optional_blueprints(app: Flask) -> None:

@@ -11,6 +11,7 @@ while bytes stream to or from a client.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
@@ -398,9 +399,13 @@ class ObjectService:
                                      end_inclusive=byte_range.end, sse_c=sse_key)
         assert data_key is not None
         if byte_range is None:
-            return envelope.decrypt_stream(
+            stream = envelope.decrypt_stream(
                 data_key, store.iter_object(obj.s3_key), org_id=obj.org_id,
                 object_id=obj.storage_id)
+            # Authenticate the header and the first segment before the answer starts, so a
+            # wrong key or a damaged header is a clean 502, not a cut connection.
+            first = next(stream, None)
+            return itertools.chain([] if first is None else [first], stream)
         header = store.get_range_bytes(obj.s3_key, 0, envelope.HEADER_SIZE - 1)
         decryptor = envelope.Decryptor(data_key, header, org_id=obj.org_id,
                                        object_id=obj.storage_id)

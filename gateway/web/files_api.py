@@ -88,7 +88,7 @@ def _created(obj: StoredObject) -> Response:
 # -- files -----------------------------------------------------------------------------------
 
 
-@bp.put("/files/<path:path>")
+@bp.put("/files/<objpath:path>")
 @login_required_api
 def put_file(path: str) -> Response:
     obj = services().objects.upload(
@@ -132,7 +132,7 @@ def list_files() -> Response:
     return jsonify({"objects": [object_json(o, emails) for o in objs]})
 
 
-@bp.route("/files/<path:path>", methods=["GET", "HEAD"])
+@bp.route("/files/<objpath:path>", methods=["GET", "HEAD"])
 @login_required_api
 def get_file(path: str) -> Response:
     actor = current_actor()
@@ -141,7 +141,7 @@ def get_file(path: str) -> Response:
     return _serve(actor, obj)
 
 
-@bp.delete("/files/<path:path>")
+@bp.delete("/files/<objpath:path>")
 @login_required_api
 def delete_file(path: str) -> Response:
     services().objects.delete(current_actor(), path)
