@@ -175,10 +175,12 @@ def rotate_master(services) -> None:  # type: ignore[no-untyped-def]
             ):
                 done += 1
         except KeyringError as exc:
+            session.rollback()
             _audit(services, "key_rotate_master", "failure", None,
                    {"master_key_id": target, "rewrapped": done, "error": str(exc)})
             raise
         except KeyboardInterrupt:
+            session.rollback()
             _audit(services, "key_rotate_master", "aborted", None,
                    {"master_key_id": target, "rewrapped": done})
             raise
@@ -217,9 +219,17 @@ def retire_master(services, version: int) -> None:  # type: ignore[no-untyped-de
             "schedule its deletion) in KMS once no key is wrapped by it"
         )
     key_id = f"file:{version}"
+    with keyring_errors():
+        is_current = key_id == master.key_id
+    if is_current:
+        _audit(services, "key_retire", "denied", None, {"master_key_id": key_id, "current": True})
+        raise CommandError(
+            f"master key version {version} is the current one; run gateway keys rotate-master "
+            "first"
+        )
     with services.sessions() as session, keyring_errors():
         in_use = keyring.master_key_usage(session).get(key_id, 0)
-        session.rollback()
+        session.rollback()  # audit only outside a transaction
         if in_use:
             _audit(services, "key_retire", "denied", None,
                    {"master_key_id": key_id, "keys_wrapped": in_use})
@@ -266,22 +276,22 @@ def status(services, org_ref: str | None) -> None:  # type: ignore[no-untyped-de
 @with_services(require=KEY_SETTINGS)
 def rotate(services, org_ref: str) -> None:  # type: ignore[no-untyped-def]
     keyring = services.keyring
+    failure: str | None = None
     with services.sessions() as session:
         org = find_org(session, org_ref)
         org_id, org_name = org.id, org.name
         try:
-            with keyring_errors():
-                row = keyring.create_org_key(session, org_id)
-                version = row.version
-                session.commit()
+            version = keyring.create_org_key(session, org_id).version
+            session.commit()
         except IntegrityError:
-            raise CommandError(
-                "another rotation of this organisation committed first; check with "
-                "gateway keys status and run again if needed"
-            ) from None
-        except CommandError as exc:
-            _audit(services, "key_rotate", "failure", org_id, {"error": exc.format_message()})
-            raise
+            failure = ("another rotation of this organisation committed first; check with "
+                       "gateway keys status and run again if needed")
+        except KeyringError as exc:
+            failure = str(exc)
+    # Audit only once the session's transaction is over (SQLite: it holds the write lock).
+    if failure is not None:
+        _audit(services, "key_rotate", "failure", org_id, {"error": failure})
+        raise CommandError(failure)
     _audit(services, "key_rotate", "success", org_id, {"version": version})
     click.echo(version)
     click.echo(
@@ -298,6 +308,7 @@ def rotate(services, org_ref: str) -> None:  # type: ignore[no-untyped-def]
 @with_services(require=KEY_SETTINGS)
 def retire(services, org_ref: str, version: int) -> None:  # type: ignore[no-untyped-def]
     keyring = services.keyring
+    refusal: KeyInUse | None = None
     with services.sessions() as session:
         org = find_org(session, org_ref)
         org_id, org_name = org.id, org.name
@@ -305,12 +316,14 @@ def retire(services, org_ref: str, version: int) -> None:  # type: ignore[no-unt
             keyring.retire_version(session, org_id, version)
             session.commit()
         except KeyInUse as exc:
-            session.rollback()
-            _audit(services, "key_retire", "denied", org_id,
-                   {"version": version, "objects": exc.count})
-            raise CommandError(f"{org_name}: {exc}") from None
+            refusal = exc
         except KeyringError as exc:
             raise CommandError(f"{org_name}: {exc}") from None
+    # Audit only once the session's transaction is over (SQLite: it holds the write lock).
+    if refusal is not None:
+        _audit(services, "key_retire", "denied", org_id,
+               {"version": version, "objects": refusal.count})
+        raise CommandError(f"{org_name}: {refusal}")
     _audit(services, "key_retire", "success", org_id, {"version": version})
     click.echo(f"{org_name}: key version {version} retired")
 
