@@ -80,7 +80,8 @@ def _record(services: Any, **kwargs: Any) -> None:
 @click.option("--action", metavar="A", help="Action, or several separated by commas.")
 @click.option("--outcome", metavar="O", help="Outcome, or several separated by commas.")
 @click.option("--since", metavar="DATE",
-              help="From this time (inclusive): YYYY-MM-DD or ISO 8601; UTC unless it has an offset.")
+              help="From this time (inclusive): YYYY-MM-DD or ISO 8601; UTC unless an offset "
+                   "is given.")
 @click.option("--until", metavar="DATE",
               help="Before this time (exclusive); a date alone includes that whole day.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",

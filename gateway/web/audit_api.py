@@ -16,13 +16,11 @@ from datetime import datetime
 from typing import Any, Iterator, Mapping
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import select
 
 from ..audit import (
     Action,
-    AuditEvent,
     Outcome,
-    _conditions,
+    cursor_after,
     event_to_dict,
     format_time,
     iter_query,
@@ -88,15 +86,18 @@ def _int(args: Mapping[str, str], name: str, default: int | None, low: int,
 
 def parse_filters(args: Mapping[str, str]) -> dict[str, Any]:
     """The query filters of a request's parameters (:class:`ApiError` 400 when malformed)."""
+    def text(name: str) -> str | None:
+        return (args.get(name) or "").strip() or None
+
     try:
         filters: dict[str, Any] = {
-            "user": args.get("user", "").strip() or None,
-            "object_id": args.get("object", "").strip() or None,
-            "object_path": args.get("path", "").strip() or None,
-            "action": parse_action(args["action"]) or None if args.get("action") else None,
-            "outcome": parse_outcome(args["outcome"]) or None if args.get("outcome") else None,
-            "since": parse_time(args["since"]) if args.get("since") else None,
-            "until": parse_time(args["until"], end=True) if args.get("until") else None,
+            "user": text("user"),
+            "object_id": text("object"),
+            "object_path": text("path"),
+            "action": parse_action(args["action"]) if text("action") else None,
+            "outcome": parse_outcome(args["outcome"]) if text("outcome") else None,
+            "since": parse_time(args["since"]) if text("since") else None,
+            "until": parse_time(args["until"], end=True) if text("until") else None,
         }
         if filters["user"] is not None:
             user_condition(filters["user"])
@@ -141,7 +142,7 @@ def answer(args: Mapping[str, str], **fixed: Any) -> Response:
         return resp
 
     with svc.sessions() as session:
-        next_cursor = _export_cursor(session, limit or EXPORT_LIMIT, after, scope)
+        next_cursor = cursor_after(session, limit=limit or EXPORT_LIMIT, after_id=after, **scope)
     svc.audit.record(action=Action.AUDIT_EXPORT, outcome=Outcome.SUCCESS, actor=actor,
                      http_status=200, detail=detail)
     events = iter_query(svc.sessions, limit=limit, after_id=after, **scope)
@@ -168,20 +169,3 @@ def _encoded(lines: Iterator[str]) -> Iterator[bytes]:
             buffer, size = [], 0
     if buffer:
         yield "".join(buffer).encode("utf-8")
-
-
-def _export_cursor(session: Any, limit: int, after: int | None,
-                   scope: dict[str, Any]) -> int | None:
-    """The cursor after an export of ``limit`` events, or None when it holds them all.
-
-    Computed before streaming starts, so that it can go out as a header.
-    """
-    descending = scope.pop("descending")
-    conds = _conditions(all_orgs=False, **scope)
-    scope["descending"] = descending
-    if after is not None:
-        conds.append(AuditEvent.id < after if descending else AuditEvent.id > after)
-    order = AuditEvent.id.desc() if descending else AuditEvent.id
-    ids = list(session.scalars(select(AuditEvent.id).where(*conds).order_by(order)
-                               .offset(limit - 1).limit(2)))
-    return ids[0] if len(ids) == 2 else None
