@@ -1,0 +1,484 @@
+"""Content type from the bytes: real magic numbers in, allowlisted types out, disguises refused."""
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import sniff as s
+from gateway.sniff import ALLOWED_TYPES, INLINE_TYPES, SNIFF_BYTES, is_inline, sniff
+
+# -- sample builders (the real structures, only as much of them as identification needs) ----
+
+
+def png() -> bytes:
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
+
+
+def jpeg() -> bytes:
+    return b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64
+
+
+def riff(form: bytes, body: bytes = b"") -> bytes:
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + form + body
+
+
+def bmp() -> bytes:
+    dib = struct.pack("<IiiHHIIiiII", 40, 1, 1, 1, 24, 0, 4, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(dib) + 4, 0, 0, 54) + dib + b"\x00" * 4
+
+
+def ftyp(major: bytes, *compatible: bytes) -> bytes:
+    body = major + b"\x00\x00\x02\x00" + b"".join(compatible)
+    return struct.pack(">I", 8 + len(body)) + b"ftyp" + body + b"\x00\x00\x00\x08free"
+
+
+def dicom() -> bytes:
+    return b"\x00" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\x00" * 16
+
+
+def ebml(doc_type: bytes) -> bytes:
+    body = (
+        b"\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08"
+        + b"\x42\x82"
+        + bytes([0x80 | len(doc_type)])
+        + doc_type
+        + b"\x42\x87\x81\x04\x42\x85\x81\x02"
+    )
+    return b"\x1a\x45\xdf\xa3" + bytes([0x80 | len(body)]) + body + b"\x18\x53\x80\x67"
+
+
+def ogg(packet: bytes) -> bytes:
+    header = b"OggS\x00\x02" + b"\x00" * 8 + b"\x01\x00\x00\x00" + b"\x00" * 8
+    return header + bytes([1, len(packet)]) + packet
+
+
+def mp3_frames(count: int = 3) -> bytes:
+    # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, no padding: 144 * 128000 // 44100 = 417 bytes.
+    frame = b"\xff\xfb\x90\x00" + b"\x00" * 413
+    return frame * count
+
+
+def id3(payload: bytes, tag_size: int = 20) -> bytes:
+    size = bytes((tag_size >> shift) & 0x7F for shift in (21, 14, 7, 0))  # syncsafe integer
+    return b"ID3\x04\x00\x00" + size + b"\x00" * tag_size + payload
+
+
+def adts_frames(count: int = 3, length: int = 100) -> bytes:
+    header = bytes(
+        [
+            0xFF,
+            0xF1,  # MPEG-4, layer 0, no CRC
+            0x50,  # AAC LC, 44.1 kHz
+            0x80 | (length >> 11),
+            (length >> 3) & 0xFF,
+            ((length & 7) << 5) | 0x1F,
+            0xFC,
+        ]
+    )
+    return (header + b"\x00" * (length - 7)) * count
+
+
+def mpeg_ts(packets: int = 4, stride: int = 188, prefix: int = 0) -> bytes:
+    packet = b"\x00" * prefix + b"\x47\x40\x00\x10" + b"\xff" * 184
+    assert len(packet) == stride
+    return packet * packets
+
+
+def office_zip(
+    entries: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP_DEFLATED
+) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def content_types(main: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels" '
+        'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        f'<Override PartName="/main.xml" ContentType="{main}"/>'
+        "</Types>"
+    ).encode()
+
+
+DOCX_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+XLSX_MAIN = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+PPTX_MAIN = "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml"
+DOCM_MAIN = "application/vnd.ms-word.document.macroEnabled.main+xml"
+
+
+def docx(main: str = DOCX_MAIN, folder: str = "word", **kwargs: int) -> bytes:
+    return office_zip(
+        [
+            ("[Content_Types].xml", content_types(main)),
+            ("_rels/.rels", b"<Relationships/>"),
+            (f"{folder}/document.xml", b"<document>" + b"x" * 5000 + b"</document>"),
+        ],
+        **kwargs,
+    )
+
+
+def odf(mime: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("mimetype", mime.encode(), compress_type=zipfile.ZIP_STORED)
+        archive.writestr("content.xml", b"<content/>", compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def ole2(*streams: str) -> bytes:
+    signature = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    header = signature + b"\x00" * 16 + b"\x3e\x00\x03\x00\xfe\xff\x09\x00"
+    header = header.ljust(512, b"\x00")
+    directory = b""
+    for name in ("Root Entry", *streams):
+        encoded = (name + "\x00").encode("utf-16-le")
+        directory += encoded.ljust(64, b"\x00") + struct.pack("<H", len(encoded)) + b"\x02" * 62
+    return header + directory.ljust(512, b"\x00")
+
+
+# -- allowed kinds ---------------------------------------------------------------------------
+
+ALLOWED_SAMPLES: list[tuple[str, bytes, str | None, str]] = [
+    ("jpeg", jpeg(), "photo.jpg", s.JPEG),
+    ("png", png(), "scan.png", s.PNG),
+    ("gif87", b"GIF87a\x01\x00\x01\x00\x00\x00\x00", None, s.GIF),
+    ("gif89", b"GIF89a\x01\x00\x01\x00\x80\x00\x00", "x.gif", s.GIF),
+    ("webp", riff(b"WEBP", b"VP8 \x00\x00\x00\x00"), "x.webp", s.WEBP),
+    ("tiff-le", b"II*\x00\x08\x00\x00\x00" + b"\x00" * 16, "scan.tif", s.TIFF),
+    ("tiff-be", b"MM\x00*\x00\x00\x00\x08" + b"\x00" * 16, "scan.tiff", s.TIFF),
+    ("bigtiff", b"II+\x00\x08\x00\x00\x00" + b"\x00" * 16, None, s.TIFF),
+    ("bmp", bmp(), "x.bmp", s.BMP),
+    ("heic", ftyp(b"heic", b"mif1", b"heic"), "IMG_0001.HEIC", s.HEIC),
+    ("heif-mif1-heic", ftyp(b"mif1", b"mif1", b"heic"), "x.heic", s.HEIC),
+    ("heif", ftyp(b"mif1", b"mif1"), "x.heif", s.HEIF),
+    ("avif", ftyp(b"avif", b"mif1", b"avif"), "x.avif", s.AVIF),
+    ("avif-mif1", ftyp(b"mif1", b"avif", b"mif1"), "x.avif", s.AVIF),
+    ("dicom", dicom(), "image.dcm", s.DICOM),
+    ("dicom-no-name", dicom(), None, s.DICOM),
+    ("pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "scan.pdf", s.PDF),
+    ("mp4-isom", ftyp(b"isom", b"isom", b"iso2", b"avc1", b"mp41"), "clip.mp4", s.MP4),
+    ("mp4-mp42", ftyp(b"mp42", b"mp42", b"isom"), None, s.MP4),
+    ("m4v", ftyp(b"M4V ", b"M4V ", b"M4A ", b"mp42", b"isom"), "clip.m4v", s.MP4),
+    ("mov", ftyp(b"qt  ", b"qt  "), "IMG_0002.MOV", s.QUICKTIME),
+    ("mov-legacy", b"\x00\x00\x00\x08wide" + b"\x00\x01\x00\x00mdat", "old.mov", s.QUICKTIME),
+    ("3gp", ftyp(b"3gp4", b"isom", b"3gp4"), "clip.3gp", s.THREEGP),
+    ("3g2", ftyp(b"3g2a", b"3g2a"), "clip.3g2", s.THREEG2),
+    ("m4a", ftyp(b"M4A ", b"M4A ", b"mp42", b"isom"), "voice.m4a", s.M4A),
+    ("m4a-generic-brand", ftyp(b"isom", b"isom", b"mp42"), "voice.m4a", s.M4A),
+    ("webm", ebml(b"webm"), "clip.webm", s.WEBM),
+    ("weba", ebml(b"webm"), "voice.weba", s.WEBM_AUDIO),
+    ("mkv", ebml(b"matroska"), "clip.mkv", s.MATROSKA),
+    ("mka", ebml(b"matroska"), "song.mka", s.MATROSKA_AUDIO),
+    ("avi", riff(b"AVI ", b"LIST\x00\x00\x00\x00hdrl"), "clip.avi", s.AVI),
+    ("ts", mpeg_ts(), "clip.ts", s.MPEG_TS),
+    ("m2ts", mpeg_ts(stride=192, prefix=4), "clip.m2ts", s.MPEG_TS),
+    ("mpeg-ps", b"\x00\x00\x01\xba\x44\x00\x04\x00\x04\x01\x01\x89\xc3\xf8", "clip.mpg", s.MPEG_PS),
+    ("mpeg-es", b"\x00\x00\x01\xb3\x16\x00\xf0\x15", "clip.m1v", s.MPEG_PS),
+    ("ogv", ogg(b"\x80theora\x03\x02\x01"), "clip.ogv", s.OGG_VIDEO),
+    ("mp3-id3", id3(mp3_frames()), "song.mp3", s.MP3),
+    ("mp3-id3-cover-art", id3(b"", tag_size=100_000), "song.mp3", s.MP3),
+    ("mp3-frames", mp3_frames(), "song.mp3", s.MP3),
+    ("mp3-one-frame", mp3_frames(1)[:100], None, s.MP3),
+    ("mp2", b"\xff\xfd\x94\x00" + b"\x00" * 100, "audio.mp2", s.MP3),  # MPEG-1 Layer II
+    # MPEG-2 Layer III, 80 kbit/s, 22.05 kHz: 72 * 80000 // 22050 = 261-byte frames.
+    ("mp3-mpeg2", (b"\xff\xf3\x90\x00" + b"\x00" * 257) * 3, "voice.mp3", s.MP3),
+    ("wav", riff(b"WAVE", b"fmt \x10\x00\x00\x00\x01\x00\x01\x00"), "voice.wav", s.WAV),
+    ("wav-rf64", b"RF64\xff\xff\xff\xffWAVEds64", "long.wav", s.WAV),
+    ("flac", b"fLaC\x00\x00\x00\x22" + b"\x00" * 34, "song.flac", s.FLAC),
+    ("flac-id3", id3(b"fLaC\x00\x00\x00\x22"), "song.flac", s.FLAC),
+    ("ogg-vorbis", ogg(b"\x01vorbis\x00\x00\x00\x00"), "song.ogg", s.OGG_AUDIO),
+    ("ogg-opus", ogg(b"OpusHead\x01\x02"), "voice.opus", s.OGG_AUDIO),
+    ("ogg-flac", ogg(b"\x7fFLAC\x01\x00"), "song.oga", s.OGG_AUDIO),
+    ("aac", adts_frames(), "voice.aac", s.AAC),
+    ("aac-id3", id3(adts_frames()), "voice.aac", s.AAC),
+    ("aiff", b"FORM\x00\x00\x00\x20AIFFCOMM", "song.aiff", s.AIFF),
+    ("docx", docx(), "letter.docx", s.DOCX),
+    ("docx-misnamed", docx(), "letter.bin", s.DOCX),  # the bytes name their type
+    ("docx-stored", docx(compression=zipfile.ZIP_STORED), "letter.docx", s.DOCX),
+    ("xlsx", docx(XLSX_MAIN, "xl"), "table.xlsx", s.XLSX),
+    ("pptx", docx(PPTX_MAIN, "ppt"), "slides.pptx", s.PPTX),
+    ("odt", odf(s.ODT), "letter.odt", s.ODT),
+    ("ods", odf(s.ODS), "table.ods", s.ODS),
+    ("odp", odf(s.ODP), "slides.odp", s.ODP),
+    ("doc", ole2("WordDocument", "\x05SummaryInformation"), "letter.doc", s.DOC),
+    ("doc-misnamed", ole2("WordDocument"), "letter.xls", s.DOC),
+    ("xls", ole2("Workbook"), "table.xls", s.XLS),
+    ("xls95", ole2("Book"), "table.xls", s.XLS),
+    ("ppt", ole2("PowerPoint Document", "Current User"), "slides.ppt", s.PPT),
+    ("doc-by-name", ole2() + b"\x00" * 3000, "letter.doc", s.DOC),
+    ("xls-by-name", ole2(), "table.XLS", s.XLS),
+    ("rtf", b"{\\rtf1\\ansi\\deff0 {\\fonttbl {\\f0 Times;}}\\f0 Hello}", "note.rtf", s.RTF),
+    ("txt", b"Patient notes\r\nline two\tindented\n", "notes.txt", s.TEXT),
+    ("txt-utf8", "Ärztin: Dr. Müller – 患者\n".encode(), "notes.txt", s.TEXT),
+    ("txt-utf8-bom", b"\xef\xbb\xbfhello\n", "notes.txt", s.TEXT),
+    ("txt-utf16", "\ufeffhello, world\r\n".encode("utf-16-le"), "notes.txt", s.TEXT),
+    ("txt-utf16-be", "\ufeffhello\n".encode("utf-16-be"), "notes.txt", s.TEXT),
+    ("csv", b"id,name,dose\n1,A,<5 mg\n2,B,10 mg\n", "doses.csv", s.CSV),
+    ("csv-cp1252", "name;note\nMüller;caf\u00e9 \u20ac5\n".encode("cp1252"), "export.CSV", s.CSV),
+    ("tsv", b"a\tb\n1\t2\n", "table.tsv", s.TSV),
+    ("txt-shift-jis", "患者のメモ\r\n".encode("shift_jis"), "memo.txt", s.TEXT),
+    ("csv-latin1", "name\nM\u00fcller\n".encode("latin-1"), "x.csv", s.CSV),
+    ("txt-json", b'{"a": 1}\n', "data.txt", s.TEXT),
+]
+
+
+@pytest.mark.parametrize(
+    ("head", "filename", "expected"),
+    [pytest.param(head, name, mime, id=case) for case, head, name, mime in ALLOWED_SAMPLES],
+)
+def test_allowed(head: bytes, filename: str | None, expected: str) -> None:
+    assert expected in ALLOWED_TYPES
+    assert sniff(head, filename) == expected
+
+
+def test_every_allowed_type_is_exercised() -> None:
+    assert {mime for *_, mime in ALLOWED_SAMPLES} == ALLOWED_TYPES
+
+
+def test_text_cut_mid_character_is_still_text() -> None:
+    head = ("é" * SNIFF_BYTES).encode()[: SNIFF_BYTES - 1]
+    assert sniff(head, "notes.txt") == s.TEXT
+
+
+def test_ooxml_beyond_the_first_bytes_falls_back_on_names() -> None:
+    # A large first entry pushes [Content_Types].xml out of view; part names and the file
+    # name must then agree.
+    noise = bytes(range(256)) * 64
+    data = office_zip(
+        [("word/media/image1.png", noise), ("[Content_Types].xml", content_types(DOCX_MAIN))],
+        compression=zipfile.ZIP_STORED,
+    )
+    assert sniff(data, "letter.docx") == s.DOCX
+    assert sniff(data, "letter.xlsx") is None  # the names say word/, the name says xlsx
+    assert sniff(data, "letter.zip") is None
+    assert sniff(data, None) is None
+
+
+def test_ooxml_with_data_descriptors() -> None:
+    # Streaming writers put sizes after the data (general purpose flag bit 3).
+    buffer = io.BytesIO()
+
+    class Unseekable(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            return buffer.write(data)
+
+    with zipfile.ZipFile(Unseekable(), "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", content_types(XLSX_MAIN))
+        archive.writestr("xl/workbook.xml", b"<workbook/>")
+    data = buffer.getvalue()
+    assert _u16(data, 6) & 0x08
+    assert sniff(data, "table.bin") == s.XLSX
+
+
+def _u16(data: bytes, pos: int) -> int:
+    return int.from_bytes(data[pos : pos + 2], "little")
+
+
+# -- refused kinds -------------------------------------------------------------------------
+
+HTML = b"<!DOCTYPE html><html><body><script>fetch('/api/v1/files')</script></body></html>"
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><circle r="5"/></svg>'
+XML = b'<?xml version="1.0"?><!DOCTYPE x SYSTEM "http://evil/x.dtd"><x/>'
+MZ = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 48 + b"PE\x00\x00"
+ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 56
+
+REFUSED_SAMPLES: list[tuple[str, bytes, str | None]] = [
+    ("empty", b"", "scan.pdf"),
+    ("empty-no-name", b"", None),
+    ("html-as-pdf", HTML, "scan.pdf"),
+    ("html-as-jpg", HTML, "photo.jpg"),
+    ("html", HTML, "page.html"),
+    ("html-as-txt", HTML, "notes.txt"),
+    ("html-late-in-txt", b"harmless first line\n" + HTML, "notes.txt"),
+    ("html-bom-as-txt", b"\xef\xbb\xbf  \n" + HTML, "notes.csv"),
+    ("html-utf16-as-txt", b"\xff\xfe" + HTML.decode().encode("utf-16-le"), "notes.txt"),
+    ("svg", SVG, "image.svg"),
+    ("svg-as-png", SVG, "image.png"),
+    ("svg-as-txt", SVG, "image.txt"),
+    ("svg-xml-decl", b'<?xml version="1.0"?>\n' + SVG, "image.svg"),
+    ("xml", XML, "data.xml"),
+    ("xml-as-txt", XML, "data.txt"),
+    ("javascript", b"fetch('/api/v1/files').then(r => r.text())\n", "app.js"),
+    ("javascript-as-pdf", b"alert(document.cookie)\n", "scan.pdf"),
+    ("javascript-url-as-txt", b"javascript:alert(1)\n", "link.txt"),
+    ("php-as-txt", b"<?php system($_GET['c']); ?>\n", "notes.txt"),
+    ("mz-as-jpg", MZ, "photo.jpg"),
+    ("mz-as-txt", MZ, "notes.txt"),
+    ("mz", MZ, "setup.exe"),
+    ("elf", ELF, "scan.pdf"),
+    ("mach-o", b"\xcf\xfa\xed\xfe\x07\x00\x00\x01" + b"\x00" * 24, "photo.jpg"),
+    ("java-class", b"\xca\xfe\xba\xbe\x00\x00\x00\x34", "x.txt"),
+    ("wasm", b"\x00asm\x01\x00\x00\x00", "x.pdf"),
+    ("shell", b"#!/bin/sh\nrm -rf /\n", "run.sh"),
+    ("shell-as-txt", b"#!/bin/sh\nrm -rf /\n", "notes.txt"),
+    ("shell-indented-as-txt", b"\n  #!/usr/bin/env python\n", "notes.txt"),
+    ("text-without-text-name", b"plain words\n", "notes.pdf"),
+    ("text-without-name", b"plain words\n", None),
+    ("text-with-nul", b"hello\x00world\n", "notes.txt"),
+    ("text-with-escape", b"hello\x1b[2Jworld\n", "notes.txt"),
+    ("text-bad-utf16", b"\xff\xfe\x00\xd8a\x00", "notes.txt"),
+    ("text-utf16-control", "\ufeffa\x00b".encode("utf-16-le"), "notes.txt"),
+    ("text-utf8-c1-control", "a\x9bb".encode(), "notes.txt"),
+    ("text-8bit-del", b"caf\xe9\x7f", "notes.txt"),
+    ("html-in-shift-jis", "患者".encode("shift_jis") + b"<script>x</script>", "memo.txt"),
+    ("postscript", b"%!PS-Adobe-3.0\n", "scan.pdf"),
+    ("pdf-late-header", b"<html>" + b"%PDF-1.7\n", "scan.pdf"),
+    ("plain-zip", office_zip([("evil.exe", MZ)]), "report.docx"),
+    ("plain-zip-as-zip", office_zip([("a.txt", b"x")]), "a.zip"),
+    ("jar", office_zip([("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\n")]), "x.docx"),
+    ("docm", docx(DOCM_MAIN), "letter.docx"),
+    ("docm-as-docm", docx(DOCM_MAIN), "letter.docm"),
+    ("docx-with-vba", office_zip([("word/vbaProject.bin", b"\x00" * 10)]), "letter.docx"),
+    ("ooxml-other-main", docx("application/vnd.ms-excel.addin.macroEnabled.main+xml"), "x.xlsx"),
+    ("odf-graphics", odf("application/vnd.oasis.opendocument.graphics"), "x.odg"),
+    ("mimetype-html", odf("text/html"), "x.odt"),
+    ("ole2-unknown", ole2("\x05SummaryInformation"), "setup.msi"),
+    ("ole2-no-name", ole2(), None),
+    ("ole2-macros", ole2("WordDocument", "_VBA_PROJECT"), "letter.doc"),
+    ("gzip", b"\x1f\x8b\x08\x00\x00\x00\x00\x00", "scan.pdf"),
+    ("7z", b"7z\xbc\xaf\x27\x1c\x00\x04", "x.docx"),
+    ("riff-other", riff(b"CDDA"), "x.wav"),
+    ("ftyp-unknown", ftyp(b"abcd", b"efgh"), "x.mp4"),
+    ("ftyp-too-small", b"\x00\x00\x00\x08ftyp", "x.mp4"),
+    ("ogg-unknown", ogg(b"\x00unknown"), "x.ogg"),
+    ("ebml-unknown", ebml(b"evil"), "x.webm"),
+    ("legacy-atom-unknown-name", b"\x00\x00\x00\x08wide\x00\x01\x00\x00mdat", "x.bin"),
+    ("bm-text", b"BMW service notes\n", "x.bmp"),
+    ("ff-garbage", b"\xff\xff\xff\xff", "song.mp3"),
+    ("mp3-bad-second-frame", mp3_frames(1) + b"<html>" * 10, "song.mp3"),
+    ("id3-bad-version", b"ID3\x09\x00\x00\x00\x00\x00\x00" + b"<html>", "song.mp3"),
+    ("mpeg-layer1", b"\xff\xfe\x30\x00" + b"\x00" * 400, "x.mp3"),
+    ("ts-broken", (b"\x47" + b"\x00" * 187) * 2 + b"\x48" + b"\x00" * 300, "x.ts"),
+]
+
+
+@pytest.mark.parametrize(
+    ("head", "filename"),
+    [pytest.param(head, name, id=case) for case, head, name in REFUSED_SAMPLES],
+)
+def test_refused(head: bytes, filename: str | None) -> None:
+    assert sniff(head, filename) is None
+
+
+# -- inline types --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mime", "inline"),
+    [
+        (s.JPEG, True),
+        (s.PNG, True),
+        (s.GIF, True),
+        (s.WEBP, True),
+        (s.PDF, True),
+        (s.MP4, True),
+        (s.WEBM, True),
+        (s.QUICKTIME, True),
+        (s.MP3, True),
+        (s.WAV, True),
+        (s.OGG_AUDIO, True),
+        ("IMAGE/JPEG", True),
+        ("application/pdf; charset=binary", True),
+        (s.TIFF, False),
+        (s.DICOM, False),
+        (s.DOCX, False),
+        (s.DOC, False),
+        (s.RTF, False),
+        (s.TEXT, False),
+        (s.CSV, False),
+        ("text/html", False),
+        ("image/svg+xml", False),
+        ("application/javascript", False),
+        ("", False),
+    ],
+)
+def test_is_inline(mime: str, inline: bool) -> None:
+    assert is_inline(mime) is inline
+
+
+def test_inline_types_are_allowed_media_and_pdf_only() -> None:
+    assert INLINE_TYPES <= ALLOWED_TYPES
+    assert all(t.startswith(("image/", "audio/", "video/")) or t == s.PDF for t in INLINE_TYPES)
+    assert s.TIFF not in INLINE_TYPES and s.DICOM not in INLINE_TYPES
+
+
+def test_sniff_bytes() -> None:
+    assert SNIFF_BYTES == 4096
+
+
+# -- properties ----------------------------------------------------------------------------
+
+_NAMES = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ["scan.pdf", "photo.jpg", "notes.txt", "a.csv", "x.docx", "x.doc", "x.mp4", "x.m4a",
+         "x.mov", "x.webm", "x.html", "x.svg", ".txt", "txt", "dir/x.tsv", "C:\\x\\y.xls", ""]
+    ),
+    st.text(max_size=20),
+)  # fmt: skip
+_PREFIXES = st.sampled_from(
+    [b"", b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"ID3", b"OggS", b"\x1a\x45\xdf\xa3",
+     b"\x00\x00\x00\x18ftyp", b"RIFF", b"\xff\xfb", b"\xff\xf1", b"\x47", b"BM", b"\xef\xbb\xbf",
+     b"\xff\xfe", b"ID3\x04\x00\x00\x00\x00\x00\x10"]
+)  # fmt: skip
+
+
+@settings(max_examples=1000)
+@given(_PREFIXES, st.binary(max_size=600), _NAMES)
+def test_arbitrary_bytes_never_crash(prefix: bytes, body: bytes, filename: str | None) -> None:
+    result = sniff(prefix + body, filename)
+    assert result is None or result in ALLOWED_TYPES
+
+
+@given(_PREFIXES, st.binary(max_size=100), st.binary(max_size=1), st.binary(max_size=50), _NAMES)
+def test_only_the_first_bytes_count(
+    prefix: bytes, body: bytes, fill: bytes, extra: bytes, filename: str | None
+) -> None:
+    head = (prefix + body).ljust(SNIFF_BYTES, fill or b"\x00")[:SNIFF_BYTES]
+    assert sniff(head + extra, filename) == sniff(head, filename)
+
+
+@pytest.mark.parametrize("case", [c for c in ALLOWED_SAMPLES if len(c[1]) >= SNIFF_BYTES])
+def test_long_samples_ignore_what_follows(case: tuple[str, bytes, str | None, str]) -> None:
+    _, head, filename, expected = case
+    assert sniff(head + b"<script>alert(1)</script>" * 10, filename) == expected
+
+
+_MARKUP = st.sampled_from(
+    ["<html>", "<!doctype html>", "<svg onload=x>", "<script>", "<?xml version='1.0'?>",
+     "<iframe src=x>", "<img src=x onerror=y>", "<a href=x>", "javascript:x"]
+)  # fmt: skip
+
+
+@given(
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200),
+    _MARKUP,
+    st.sampled_from(["notes.txt", "a.csv", "a.tsv", "scan.pdf", "photo.jpg", "x.docx", None]),
+    st.sampled_from(["utf-8", "utf-16", "cp1252", "shift_jis", "gb18030"]),
+)
+def test_markup_in_text_is_always_refused(
+    before: str, markup: str, filename: str | None, encoding: str
+) -> None:
+    assert sniff((before + markup).encode(encoding), filename) is None
