@@ -94,6 +94,8 @@ def _partial_file(out: Path) -> Iterator[IO[bytes]]:
               help="Write the plaintext here (default: standard output).")
 @with_services(require=())
 def decrypt(services, file: Path, out: Path | None) -> None:  # type: ignore[no-untyped-def]
+    if out is not None and out.exists() and out.samefile(file):
+        raise CommandError("the output file must not be the encrypted file itself")
     with open(file, "rb") as source:
         head = source.read(envelope.HEADER_SIZE)
     try:
@@ -103,6 +105,7 @@ def decrypt(services, file: Path, out: Path | None) -> None:  # type: ignore[no-
             f"integrity failure: {file.name} does not start with a gateway object header"
         ) from None
 
+    failure: tuple[str, str] | None = None
     with services.sessions() as session:
         row = find_object(session, header, file.name)
         if row is None:
@@ -115,25 +118,22 @@ def decrypt(services, file: Path, out: Path | None) -> None:  # type: ignore[no-
                 f"object {row.id} is not client-side encrypted ({row.encryption}): S3 decrypts "
                 "it on download"
             )
-        event: dict[str, Any] = {
-            "object_id": row.id,
-            "object_path": row.path,
-        }
+        event: dict[str, Any] = {"object_id": row.id, "object_path": row.path}
         org_id, storage_id, expected = row.org_id, row.storage_id, row.sha256
-        _audit(services, "decrypt", "started", org_id, {"file": file.name}, **event)
         try:
             data_key = services.keyring.unwrap_data_key(
                 session, org_id, storage_id, row.key_version, row.wrapped_data_key
             )
         except KeyringError as exc:
-            _audit(services, "decrypt", "error", org_id, {"file": file.name}, **event)
-            raise CommandError(str(exc)) from None
+            failure = ("error", str(exc))
         except envelope.DecryptionError:
-            _audit(services, "decrypt", "integrity_failure", org_id,
-                   {"file": file.name, "check": "wrapped data key"}, **event)
-            raise CommandError("integrity failure: the object's wrapped data key does not "
-                               "unwrap") from None
-        session.rollback()
+            failure = ("integrity_failure",
+                       "integrity failure: the object's wrapped data key does not unwrap")
+    # The audit log writes in its own transaction: only once this session's has ended.
+    if failure is not None:
+        _audit(services, "decrypt", failure[0], org_id, {"file": file.name}, **event)
+        raise CommandError(failure[1])
+    _audit(services, "decrypt", "started", org_id, {"file": file.name}, **event)
 
     plaintext = envelope.decrypt_stream(
         data_key, _read_chunks(file), org_id=org_id, object_id=storage_id
@@ -141,7 +141,8 @@ def decrypt(services, file: Path, out: Path | None) -> None:  # type: ignore[no-
     copy = _Copy()
     try:
         if out is None:
-            copy.run(plaintext, click.get_binary_stream("stdout"), expected)
+            with click.open_file("-", "wb") as stdout:
+                copy.run(plaintext, stdout, expected)
         else:
             with _partial_file(out) as sink:
                 copy.run(plaintext, sink, expected)
