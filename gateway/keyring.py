@@ -290,7 +290,9 @@ class FileMasterKey:
                 f"master key file {self.path} is missing (create one with: gateway keys init)"
             ) from None
         except OSError as exc:
-            raise KeyringError(f"master key file {self.path} cannot be read: {exc.strerror}") from None
+            raise KeyringError(
+                f"master key file {self.path} cannot be read: {exc.strerror}"
+            ) from None
         _check_key_file_stat(self.path, st)
         with self._lock:
             contents = self._contents
@@ -427,7 +429,9 @@ def _read_for_update(path: Path) -> tuple[dict[int, bytes], int, dict[int, str]]
     return versions, current, created
 
 
-def _dump_key_file(versions: Mapping[int, bytes], current: int, created: Mapping[int, str]) -> bytes:
+def _dump_key_file(
+    versions: Mapping[int, bytes], current: int, created: Mapping[int, str]
+) -> bytes:
     document = {
         "format": KEY_FILE_FORMAT,
         "current": current,

@@ -106,7 +106,9 @@ def test_init_writes_the_default_key_file_once(tmp_path: Path) -> None:
         assert key.hex() not in first.output + again.output
 
 
-def test_init_writes_where_the_setting_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_writes_where_the_setting_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GATEWAY_MASTER_KEY", "file:secrets/gw/master.key")
     result = run("keys", "init")
     assert result.exit_code == 0, result.output
@@ -170,7 +172,9 @@ def test_rotate_status_and_retire(env: KeyEnv) -> None:
         assert json.loads(env.audit_events("key_retire")[0][1] or "{}")["objects"] == 1
 
 
-def test_key_commands_need_the_master_key_setting(env: KeyEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_commands_need_the_master_key_setting(
+    env: KeyEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GATEWAY_MASTER_KEY")
     result = run("keys", "status")
     assert result.exit_code == 1

@@ -359,7 +359,9 @@ def test_kms_missing_key_is_a_keyring_error(kms) -> None:  # type: ignore[no-unt
         provider.wrap(b"K" * 32, {"org": "o1"})
 
 
-def test_keyring_over_kms(kms, sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+def test_keyring_over_kms(
+    kms, sessions: sessionmaker[Session]  # type: ignore[no-untyped-def]
+) -> None:
     key = kms.create_key()["KeyMetadata"]
     kms.create_alias(AliasName="alias/gateway", TargetKeyId=key["KeyId"])
     provider = load_master_key(Settings(master_key="aws-kms:alias/gateway"))
@@ -376,7 +378,8 @@ def test_keyring_over_kms(kms, sessions: sessionmaker[Session]) -> None:  # type
 
         # The operator points GATEWAY_MASTER_KEY at a new KMS key: rotate-master rewraps.
         new_key = kms.create_key()["KeyMetadata"]
-        rotated = Keyring(sessions, load_master_key(Settings(master_key=f"aws-kms:{new_key['KeyId']}")))
+        new_setting = Settings(master_key=f"aws-kms:{new_key['KeyId']}")
+        rotated = Keyring(sessions, load_master_key(new_setting))
         assert rotated.master_rewrap_pending(session) == 1
         assert rotated.rotate_master(session) == 1
         assert rotated.rotate_master(session) == 0
