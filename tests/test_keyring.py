@@ -180,7 +180,7 @@ def test_init_writes_a_private_file_and_never_overwrites(tmp_path: Path) -> None
     assert FileMasterKey(path).key_id == "file:1"
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o600 | stat.S_IWGRP])
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o620], ids=lambda m: f"{m:04o}")
 def test_file_readable_by_others_is_refused(key_path: Path, mode: int) -> None:
     os.chmod(key_path, mode)
     provider = FileMasterKey(key_path)
