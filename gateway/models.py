@@ -209,7 +209,7 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(40), index=True)
     object_id: Mapped[str | None] = mapped_column(String(32))
     object_path: Mapped[str | None] = mapped_column(String(1024))
-    outcome: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(32))
     http_status: Mapped[int | None] = mapped_column(Integer)
     bytes: Mapped[int | None] = mapped_column(BigInteger)
     client_addr: Mapped[str | None] = mapped_column(String(64))

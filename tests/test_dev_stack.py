@@ -89,8 +89,13 @@ def test_browser_upload_and_view(dev_server: DevServer, page, tmp_path: Path) ->
     page.fill("#upload-path", "uploads/forms/201/field_7/scan.pdf")
     page.set_input_files("#upload-file", str(scan))
     page.click("#upload-form button[type=submit]")
-    page.wait_for_selector("text=uploads/forms/201/field_7/scan.pdf", timeout=30000)
-    assert page.locator("#upload-progress").get_attribute("value") in ("100", None) or True
+    page.wait_for_function(
+        "() => /Uploaded|refused|failed/.test(document.getElementById('upload-status').textContent)",
+        timeout=30000)
+    status = page.text_content("#upload-status")
+    assert status.startswith("Uploaded uploads/forms/201/field_7/scan.pdf"), status
+    assert page.get_attribute("#upload-progress", "value") == "100"
+    page.wait_for_selector("#file-list >> text=uploads/forms/201/field_7/scan.pdf", timeout=30000)
     link = page.locator("#file-list a", has_text="scan.pdf").first
     href = link.get_attribute("href")
     resp = page.request.get(dev_server.url + href)

@@ -14,7 +14,7 @@ def cli() -> None:
 def _register() -> None:
     import importlib
 
-    for name in ("admin", "dev", "keys", "audit", "storage", "decrypt"):
+    for name in ("admin", "dev", "keys", "rotation", "audit", "storage", "decrypt", "files"):
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:

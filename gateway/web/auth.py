@@ -28,7 +28,8 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFProtect, validate_csrf
+from wtforms.validators import ValidationError
 from sqlalchemy import func, select
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
@@ -134,13 +135,27 @@ def login_required_api(fn: F) -> F:
         if not current_user.is_authenticated:
             return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
         if not bearer_request() and request.method not in SAFE_METHODS:
-            csrf.protect()
+            _check_csrf_header()
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
 login_or_token_required = login_required_api
+
+
+def _check_csrf_header() -> None:
+    """CSRF check for cookie-authenticated API writes, from the ``X-CSRFToken`` header only.
+
+    Never from the form: reading ``request.form`` would make Werkzeug parse (and spool to
+    disk) the very upload body that must stream to the encryptor.
+    """
+    token = request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token")
+    try:
+        validate_csrf(token)
+    except ValidationError:
+        raise ApiError(400, "csrf_failed",
+                       "missing or invalid CSRF token: send it in the X-CSRFToken header") from None
 
 
 def require_roles(*roles: str) -> Callable[[F], F]:

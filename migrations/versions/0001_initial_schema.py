@@ -35,7 +35,7 @@ def upgrade() -> None:
     sa.Column('action', sa.String(length=40), nullable=False),
     sa.Column('object_id', sa.String(length=32), nullable=True),
     sa.Column('object_path', sa.String(length=1024), nullable=True),
-    sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('outcome', sa.String(length=32), nullable=False),
     sa.Column('http_status', sa.Integer(), nullable=True),
     sa.Column('bytes', sa.BigInteger(), nullable=True),
     sa.Column('client_addr', sa.String(length=64), nullable=True),
