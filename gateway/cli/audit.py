@@ -27,6 +27,7 @@ from ..audit import (
     parse_time,
     to_csv,
     to_jsonl,
+    user_condition,
     verify,
     verify_archive,
 )
@@ -104,13 +105,7 @@ def query_cmd(services: Any, org_ref: str | None, user: str | None, object_id: s
         "since": _parse("--since", parse_time, since),
         "until": _parse("--until", parse_time, until, end=True),
     }
-    if user is not None:
-        try:
-            from ..audit import user_condition
-
-            user_condition(user)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--user") from None
+    _parse("--user", user_condition, user)  # an id or an e-mail address
     if filters["since"] and filters["until"] and filters["since"] >= filters["until"]:
         raise click.BadParameter("--since must come before --until", param_hint="--since")
     org_id, label = _org_chain(services, org_ref)
