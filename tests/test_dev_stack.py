@@ -109,3 +109,20 @@ def test_browser_upload_and_view(dev_server: DevServer, page, tmp_path: Path) ->
     page.set_input_files("#upload-file", str(fake))
     page.click("#upload-form button[type=submit]")
     page.wait_for_selector("text=Upload refused", timeout=30000)
+
+
+def test_browser_auditor_sees_the_trail(dev_server: DevServer, page) -> None:
+    email, password = dev_server.credentials()["auditor"]
+    page.goto(dev_server.url + "/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(dev_server.url + "/audit")
+    page.wait_for_selector("#audit-list tbody tr", timeout=30000)
+    rows = page.locator("#audit-list tbody tr").all_text_contents()
+    assert any("login" in r and email in r for r in rows), rows[:5]
+    page.fill("#audit-form input[name=action]", "login_failed")
+    page.click("#audit-form button[type=submit]")
+    page.wait_for_timeout(500)
+    rows = page.locator("#audit-list tbody tr").all_text_contents()
+    assert all("login_failed" in r for r in rows)
