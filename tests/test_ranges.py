@@ -252,7 +252,11 @@ def _parse_back(value: str) -> tuple[str, str, str | None]:
             "attachment; filename=\"a__Set-Cookie: x=1.pdf\"; "
             "filename*=UTF-8''a%0D%0ASet-Cookie%3A%20x%3D1.pdf",
         ),
-        ("患者.pdf", True, "attachment; filename=\"__.pdf\"; filename*=UTF-8''%E6%82%A3%E8%80%85.pdf"),
+        (
+            "患者.pdf",
+            True,
+            "attachment; filename=\"__.pdf\"; filename*=UTF-8''%E6%82%A3%E8%80%85.pdf",
+        ),
         ("", True, "attachment; filename=\"download\"; filename*=UTF-8''"),
     ],
 )
