@@ -120,7 +120,8 @@ def post_file() -> Response:
                 )
                 return _created(obj)
     except FormError as exc:
-        raise ApiError(400, "bad_request", str(exc)) from None
+        raise ApiError(exc.status, "too_large" if exc.status == 413 else "bad_request",
+                       exc.message) from None
     raise ApiError(400, "bad_request", "the form has no file field")
 
 
