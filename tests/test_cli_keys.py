@@ -75,14 +75,6 @@ def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         keys.engine.dispose()
 
 
-def audit_available() -> bool:
-    try:
-        import gateway.audit  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
 # --------------------------------------------------------------------------------------------
 # keys init
 
@@ -165,11 +157,10 @@ def test_rotate_status_and_retire(env: KeyEnv) -> None:
     unknown = run("keys", "status", "--org", "Nowhere")
     assert unknown.exit_code == 1 and "no organisation" in unknown.stderr
 
-    if audit_available():
-        assert [o for o, _ in env.audit_events("key_rotate")] == ["success"]
-        # in use, then current, then done
-        assert [o for o, _ in env.audit_events("key_retire")] == ["denied", "denied", "success"]
-        assert json.loads(env.audit_events("key_retire")[0][1] or "{}")["objects"] == 1
+    assert [o for o, _ in env.audit_events("key_rotate")] == ["success"]
+    # in use, then current, then done
+    assert [o for o, _ in env.audit_events("key_retire")] == ["denied", "denied", "success"]
+    assert json.loads(env.audit_events("key_retire")[0][1] or "{}")["objects"] == 1
 
 
 def test_key_commands_need_the_master_key_setting(
@@ -229,10 +220,9 @@ def test_rotate_master_then_retire_the_old_version(env: KeyEnv) -> None:
     fresh = Keyring(env.sessions, FileMasterKey(env.key_path))
     with env.sessions() as session:
         assert fresh.unwrap_data_key(session, org, "object", version, wrapped) == b"D" * 32
-    if audit_available():
-        assert [o for o, _ in env.audit_events("key_rotate_master")] == ["success"]
-        # version 1 while current, version 2 while current, then version 1
-        assert [o for o, _ in env.audit_events("key_retire")] == ["denied", "denied", "success"]
+    assert [o for o, _ in env.audit_events("key_rotate_master")] == ["success"]
+    # version 1 while current, version 2 while current, then version 1
+    assert [o for o, _ in env.audit_events("key_retire")] == ["denied", "denied", "success"]
 
 
 def test_rotate_master_resumes_without_adding_another_version(env: KeyEnv) -> None:
