@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.audit import (
     GENESIS_HASH,
+    Action,
+    Outcome,
     SYSTEM_CHAIN,
     AuditArchiveError,
     AuditLog,
@@ -175,6 +177,14 @@ def test_each_organisation_has_its_own_chain(db: Db, log: AuditLog) -> None:
                      SYSTEM_CHAIN: (1, sys1.row_hash)}
 
 
+def test_every_action_and_outcome_fits_its_column(db: Db, log: AuditLog) -> None:
+    columns = AuditEvent.__table__.c
+    assert max(len(a.value) for a in Action) <= columns.action.type.length
+    assert max(len(o.value) for o in Outcome) <= columns.outcome.type.length
+    longest = max(Outcome, key=lambda o: len(o.value))
+    assert log.record(action="integrity_failure", outcome=longest, actor=NURSE).seq == 1
+
+
 def test_unknown_action_or_outcome_is_refused_before_writing(db: Db, log: AuditLog) -> None:
     with pytest.raises(ValueError):
         log.record(action="peek", outcome="success", actor=NURSE)
@@ -221,83 +231,99 @@ def test_row_hash_known_answer() -> None:
 # Verification: what an attacker with database rights (but not the key) can do is found
 
 
-def _swap_seqs(db: Db, a: int, b: int) -> None:
-    db.execute("UPDATE audit_events SET seq = -1 WHERE chain = :c AND seq = :a", c=ORG_A, a=a)
-    db.execute("UPDATE audit_events SET seq = :a WHERE chain = :c AND seq = :b", c=ORG_A, a=a, b=b)
-    db.execute("UPDATE audit_events SET seq = :b WHERE chain = :c AND seq = -1", c=ORG_A, b=b)
+# Each tampering takes the database and the chain it alters (five rows, seq 1 to 5).
 
 
-def _swap_ids(db: Db, a: int, b: int) -> None:
-    rows = {r.seq: r.id for r in db.rows()}
-    db.execute("UPDATE audit_events SET id = 999999 WHERE id = :i", i=rows[a])
-    db.execute("UPDATE audit_events SET id = :i WHERE id = :j", i=rows[a], j=rows[b])
-    db.execute("UPDATE audit_events SET id = :j WHERE id = 999999", j=rows[b])
+def _sql(statement: str) -> Callable[[Db, str], None]:
+    return lambda db, chain: db.execute(statement, c=chain)
 
 
-def _forge(db: Db, seq: int, prev_hash: str) -> None:
+def _swap_seqs(db: Db, chain: str) -> None:
+    for statement in ("UPDATE audit_events SET seq = -1 WHERE chain = :c AND seq = 2",
+                      "UPDATE audit_events SET seq = 2 WHERE chain = :c AND seq = 3",
+                      "UPDATE audit_events SET seq = 3 WHERE chain = :c AND seq = -1"):
+        db.execute(statement, c=chain)
+
+
+def _swap_ids(db: Db, chain: str) -> None:
+    ids = {r.seq: r.id for r in db.rows(chain)}
+    db.execute("UPDATE audit_events SET id = 999999 WHERE id = :i", i=ids[2])
+    db.execute("UPDATE audit_events SET id = :i WHERE id = :j", i=ids[2], j=ids[3])
+    db.execute("UPDATE audit_events SET id = :j WHERE id = 999999", j=ids[3])
+
+
+def _forge(db: Db, chain: str, seq: int, prev_hash: str) -> None:
     """Insert a made-up row; without the key its hash can only be a guess."""
     db.execute(
-        "INSERT INTO audit_events (id, chain, seq, occurred_at, org_id, action, outcome, "
-        "prev_hash, row_hash) VALUES (5000, :c, :s, :t, :c, 'view', 'success', :p, :h)",
-        c=ORG_A, s=seq, t=T0.replace(tzinfo=None), p=prev_hash, h="e" * 64)
+        "INSERT INTO audit_events (chain, seq, occurred_at, org_id, action, outcome, "
+        "prev_hash, row_hash) VALUES (:c, :s, :t, :c, 'view', 'success', :p, :h)",
+        c=chain, s=seq, t=T0.replace(tzinfo=None), p=prev_hash, h="e" * 64)
 
 
-def _insert_in_middle(db: Db) -> None:
-    db.execute("UPDATE audit_events SET seq = -seq WHERE chain = :c AND seq >= 3", c=ORG_A)
-    db.execute("UPDATE audit_events SET seq = 1 - seq WHERE chain = :c AND seq < 0", c=ORG_A)
-    _forge(db, 3, db.rows()[1].row_hash)
-    db.execute("UPDATE audit_chain_heads SET seq = 6 WHERE chain = :c", c=ORG_A)
+def _insert_in_middle(db: Db, chain: str) -> None:
+    db.execute("UPDATE audit_events SET seq = -seq WHERE chain = :c AND seq >= 3", c=chain)
+    db.execute("UPDATE audit_events SET seq = 1 - seq WHERE chain = :c AND seq < 0", c=chain)
+    _forge(db, chain, 3, db.rows(chain)[1].row_hash)
+    db.execute("UPDATE audit_chain_heads SET seq = 6 WHERE chain = :c", c=chain)
 
 
-TAMPERING: dict[str, tuple[Callable[[Db], None], int, str]] = {
-    "edit a field": (lambda db: db.execute(
-        "UPDATE audit_events SET user_email = 'someone@else.test' WHERE chain = :c AND seq = 3",
-        c=ORG_A), 3, "hash_mismatch"),
-    "edit and rehash with a guessed key": (lambda db: db.execute(
-        "UPDATE audit_events SET bytes = 1, row_hash = :h WHERE chain = :c AND seq = 3",
-        c=ORG_A, h=hashlib.sha256(b"guess").hexdigest()), 3, "hash_mismatch"),
-    "delete a middle row": (lambda db: db.execute(
-        "DELETE FROM audit_events WHERE chain = :c AND seq = 3", c=ORG_A), 4, "seq_gap"),
-    "delete the first row": (lambda db: db.execute(
-        "DELETE FROM audit_events WHERE chain = :c AND seq = 1", c=ORG_A), 2, "seq_gap"),
-    "delete the last row": (lambda db: db.execute(
-        "DELETE FROM audit_events WHERE chain = :c AND seq = 5", c=ORG_A), 5, "head_mismatch"),
-    "swap two rows' sequence numbers": (lambda db: _swap_seqs(db, 2, 3), 2,
-                                        "prev_hash_mismatch"),
-    "swap two rows' ids": (lambda db: _swap_ids(db, 2, 3), 3, "out_of_order"),
+def _append_forged(db: Db, chain: str) -> None:
+    _forge(db, chain, 6, db.rows(chain)[-1].row_hash)
+    db.execute("UPDATE audit_chain_heads SET seq = 6, row_hash = :h WHERE chain = :c",
+               c=chain, h="e" * 64)
+
+
+# how -> (tampering, first bad seq, reason)
+TAMPERING: dict[str, tuple[Callable[[Db, str], None], int, str]] = {
+    "edit a field": (_sql("UPDATE audit_events SET user_email = 'x@else.test' "
+                          "WHERE chain = :c AND seq = 3"), 3, "hash_mismatch"),
+    "edit and rehash with a guessed key": (_sql(
+        "UPDATE audit_events SET bytes = 1, row_hash = "
+        "'5f2b6e01bd5ee4c2a3fa34e6a04be2ba5fbbbeb5b5d7e0c0b2f7f0d2a1c4b3e9' "
+        "WHERE chain = :c AND seq = 3"), 3, "hash_mismatch"),
+    "delete a middle row": (_sql("DELETE FROM audit_events WHERE chain = :c AND seq = 3"),
+                            4, "seq_gap"),
+    "delete the first row": (_sql("DELETE FROM audit_events WHERE chain = :c AND seq = 1"),
+                             2, "seq_gap"),
+    "delete the last row": (_sql("DELETE FROM audit_events WHERE chain = :c AND seq = 5"),
+                            5, "head_mismatch"),
+    "swap two rows' sequence numbers": (_swap_seqs, 2, "prev_hash_mismatch"),
+    "swap two rows' ids": (_swap_ids, 3, "out_of_order"),
     "insert a row in the middle": (_insert_in_middle, 3, "hash_mismatch"),
-    "append a forged row": (lambda db: (_forge(db, 6, db.rows()[-1].row_hash), db.execute(
-        "UPDATE audit_chain_heads SET seq = 6, row_hash = :h WHERE chain = :c", c=ORG_A,
-        h="e" * 64)), 6, "hash_mismatch"),
-    "edit the head": (lambda db: db.execute(
-        "UPDATE audit_chain_heads SET row_hash = :h WHERE chain = :c", c=ORG_A, h="f" * 64),
-        5, "head_mismatch"),
-    "delete the head": (lambda db: db.execute(
-        "DELETE FROM audit_chain_heads WHERE chain = :c", c=ORG_A), 5, "head_missing"),
+    "append a forged row": (_append_forged, 6, "hash_mismatch"),
+    "edit the head": (_sql("UPDATE audit_chain_heads SET row_hash = 'ff' WHERE chain = :c"),
+                      5, "head_mismatch"),
+    "delete the head": (_sql("DELETE FROM audit_chain_heads WHERE chain = :c"),
+                        5, "head_missing"),
 }
 
 
-@pytest.mark.parametrize("how", list(TAMPERING))
-def test_verify_finds_the_first_altered_row(db: Db, log: AuditLog, keyring: FakeKeyring,
-                                            how: str) -> None:
-    for i in range(5):
-        log.record(action="download", outcome="completed", actor=NURSE, nbytes=i)
-    log.record(action="view", outcome="started", actor=Actor(org_id=ORG_B))
+def test_verify_finds_the_first_altered_row(db: Db, log: AuditLog,
+                                            keyring: FakeKeyring) -> None:
+    """Each kind of tampering, on a chain of its own, is named at the first row it touched."""
+    chains = {how: f"{n:032x}" for n, how in enumerate(TAMPERING, start=1)}
+    for chain in [ORG_B, *chains.values()]:
+        for i in range(5):
+            log.record(action="download", outcome="completed", actor=Actor(org_id=chain),
+                       nbytes=i)
     with db.sessions() as s:
         intact = verify(s, keyring)
-    assert intact.ok and intact.rows == 6 and len(intact.chains) == 2
+    assert intact.ok and intact.rows == 5 * (len(chains) + 1)
 
-    db.drop_triggers()
-    tamper, seq, reason = TAMPERING[how]
-    tamper(db)
+    db.drop_triggers()  # what an attacker with the database's admin rights does first
+    for how, chain in chains.items():
+        TAMPERING[how][0](db, chain)
     with db.sessions() as s:
         report = verify(s, keyring)
-    assert not report.ok
-    fault = report.first_fault
-    assert fault is not None
-    assert (fault.chain, fault.seq, fault.reason) == (ORG_A, seq, reason), fault.message
-    assert f"chain {ORG_A}, seq {seq}" in fault.message
-    assert [c.ok for c in report.chains if c.chain == ORG_B] == [True]
+    results = {r.chain: r for r in report.chains}
+    assert results[ORG_B].ok and not report.ok
+    for how, chain in chains.items():
+        _, seq, reason = TAMPERING[how]
+        fault = results[chain].fault
+        assert fault is not None, how
+        assert (fault.seq, fault.reason) == (seq, reason), f"{how}: {fault.message}"
+        assert fault.message.startswith(f"chain {chain}, seq {seq}"), how
+    assert report.first_fault == results[chains["edit a field"]].fault
 
 
 def test_verify_one_chain_and_an_empty_database(db: Db, log: AuditLog,
