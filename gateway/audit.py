@@ -335,7 +335,7 @@ class ChainFault:
 REASONS = {
     "hash_mismatch": "row edited or forged (its keyed hash does not match its content)",
     "seq_gap": "rows missing before this one (deleted)",
-    "seq_duplicate": "two rows with the same sequence number (inserted)",
+    "seq_duplicate": "a sequence number used twice, or below 1 (row inserted)",
     "prev_hash_mismatch": "row does not follow its predecessor (reordered, inserted or edited)",
     "out_of_order": "row ids out of sequence order (rows reordered)",
     "head_mismatch": "chain head does not match the last row (tail deleted or head edited)",
@@ -421,16 +421,14 @@ def _verify_chain(session: Session, keyring: Any, chain: str) -> ChainResult:
         return result
 
     expected, prev_hash, last_id = 1, GENESIS_HASH, -1
-    last_seq, last_row_id = 0, -1
+    position: tuple[int, int] | None = None  # (seq, id) of the last row read
     while True:
+        stmt = select(*_VERIFY_COLUMNS).where(AuditEvent.chain == chain)
+        if position is not None:  # the first batch has no lower bound: a seq of 0 is a fault
+            stmt = stmt.where(or_(AuditEvent.seq > position[0],
+                                  and_(AuditEvent.seq == position[0], AuditEvent.id > position[1])))
         batch = session.execute(
-            select(*_VERIFY_COLUMNS)
-            .where(AuditEvent.chain == chain,
-                   or_(AuditEvent.seq > last_seq,
-                       and_(AuditEvent.seq == last_seq, AuditEvent.id > last_row_id)))
-            .order_by(AuditEvent.seq, AuditEvent.id)
-            .limit(_VERIFY_BATCH)
-        ).all()
+            stmt.order_by(AuditEvent.seq, AuditEvent.id).limit(_VERIFY_BATCH)).all()
         session.commit()
         for row in batch:
             if row.seq != expected:
@@ -450,7 +448,7 @@ def _verify_chain(session: Session, keyring: Any, chain: str) -> ChainResult:
             result.rows += 1
         if len(batch) < _VERIFY_BATCH:
             break
-        last_seq, last_row_id = batch[-1].seq, batch[-1].id
+        position = (batch[-1].seq, batch[-1].id)
 
     last = expected - 1
     end_head = _head(session, chain)

@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway import audit as audit_module
 from gateway.audit import (
     GENESIS_HASH,
     Action,
@@ -291,6 +292,8 @@ TAMPERING: dict[str, tuple[Callable[[Db, str], None], int, str]] = {
     "swap two rows' ids": (_swap_ids, 3, "out_of_order"),
     "insert a row in the middle": (_insert_in_middle, 3, "hash_mismatch"),
     "append a forged row": (_append_forged, 6, "hash_mismatch"),
+    "insert a row numbered 0": (lambda db, chain: _forge(db, chain, 0, GENESIS_HASH),
+                                0, "seq_duplicate"),
     "edit the head": (_sql("UPDATE audit_chain_heads SET row_hash = 'ff' WHERE chain = :c"),
                       5, "head_mismatch"),
     "delete the head": (_sql("DELETE FROM audit_chain_heads WHERE chain = :c"),
@@ -298,9 +301,10 @@ TAMPERING: dict[str, tuple[Callable[[Db, str], None], int, str]] = {
 }
 
 
-def test_verify_finds_the_first_altered_row(db: Db, log: AuditLog,
-                                            keyring: FakeKeyring) -> None:
+def test_verify_finds_the_first_altered_row(db: Db, log: AuditLog, keyring: FakeKeyring,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Each kind of tampering, on a chain of its own, is named at the first row it touched."""
+    monkeypatch.setattr(audit_module, "_VERIFY_BATCH", 2)  # cross batch boundaries too
     chains = {how: f"{n:032x}" for n, how in enumerate(TAMPERING, start=1)}
     for chain in [ORG_B, *chains.values()]:
         for i in range(5):
@@ -324,6 +328,33 @@ def test_verify_finds_the_first_altered_row(db: Db, log: AuditLog,
         assert (fault.seq, fault.reason) == (seq, reason), f"{how}: {fault.message}"
         assert fault.message.startswith(f"chain {chain}, seq {seq}"), how
     assert report.first_fault == results[chains["edit a field"]].fault
+
+
+def test_verify_while_events_are_appended(db: Db, keyring: FakeKeyring,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows committed while verify reads are checked or left for the next run, never flagged."""
+    monkeypatch.setattr(audit_module, "_VERIFY_BATCH", 3)
+    log = AuditLog(db.sessions, keyring)
+    log.record(action="view", outcome="started", actor=NURSE)
+    stop = threading.Event()
+
+    def append() -> None:
+        while not stop.is_set():
+            log.record(action="view", outcome="started", actor=NURSE)
+            time.sleep(0.002)  # requests, not a tight loop: SQLite's lock is not fair
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        reports = []
+        for _ in range(5):
+            with db.sessions() as s:
+                reports.append(verify(s, keyring, ORG_A))
+    finally:
+        stop.set()
+        writer.join()
+    assert all(r.ok for r in reports), [r.first_fault for r in reports]
+    assert reports[-1].rows > 1
 
 
 def test_verify_one_chain_and_an_empty_database(db: Db, log: AuditLog,
