@@ -6,7 +6,6 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 
 class Base(DeclarativeBase):
@@ -21,9 +20,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
-        engine = create_engine(
-            url, poolclass=NullPool, connect_args={"check_same_thread": False}, **kwargs
-        )
+        # A pool keeps connections open: closing SQLite's last connection checkpoints the WAL,
+        # which would cost a sync on every short session.
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
