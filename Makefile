@@ -11,6 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 STAMP = $(VENV)/.stamp-install
+RUN_STAMP = $(VENV)/.stamp-run
 PROJECT_FILES = setup.cfg $(wildcard setup.py pyproject.toml)
 
 .PHONY: help install run test bench clean distclean
@@ -32,9 +33,15 @@ $(VENV)/pyvenv.cfg:
 $(STAMP): $(PROJECT_FILES) $(VENV)/pyvenv.cfg
 	@echo "installing into $(VENV) ..."
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[test]'
+	@touch $@ $(RUN_STAMP)
+
+# `make run` needs only the package itself (no browser driver or test tools): a faster first start.
+$(RUN_STAMP): $(PROJECT_FILES) $(VENV)/pyvenv.cfg
+	@echo "installing into $(VENV) ..."
+	$(PY) -m pip install $(PIP_FLAGS) -e .
 	@touch $@
 
-run: install ## start the embedded dev stack (gateway dev) on http://HOST:PORT
+run: $(RUN_STAMP) ## start the embedded dev stack (gateway dev) on http://HOST:PORT
 	exec $(VENV)/bin/gateway dev --host $(HOST) --port $(PORT)
 
 test: install ## run the whole test suite (extra pytest options: PYTEST_ARGS="-k foo -x")
