@@ -315,16 +315,6 @@ def bench(name: str, url: str, args: argparse.Namespace, keyring_for: Callable[[
     print(f"{name}: record with {args.rows:,} rows: p50={p50:.2f} ms p99={p99:.2f} ms",
           flush=True)
     result = {"p50": p50, "p99": p99}
-    if engine.dialect.name == "sqlite":
-        # gateway.db gives SQLite a NullPool: each event opens a connection and closes it, and
-        # closing the last connection to a WAL database checkpoints it (an fsync or two). In
-        # a serving process other requests usually hold a connection; measure that case too.
-        held = engine.raw_connection()
-        held.cursor().execute("SELECT 1 FROM audit_events LIMIT 1").fetchall()
-        result["held_p50"], result["held_p99"] = time_records(log, args.events)
-        held.close()
-        print(f"{name}: record while another connection is open: p50={result['held_p50']:.2f}"
-              f" ms p99={result['held_p99']:.2f} ms", flush=True)
     with sessions() as s:
         SAMPLE_OBJECTS[:] = [tuple(r) for r in s.execute(
             select(AuditEvent.org_id, AuditEvent.object_id)
@@ -371,13 +361,9 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    def line(name: str, r: dict[str, float]) -> str:
-        text = f"{name} record p50={r['p50']:.1f}ms p99={r['p99']:.1f}ms"
-        if "held_p50" in r:
-            text += f" (connection held: p50={r['held_p50']:.1f}ms p99={r['held_p99']:.1f}ms)"
-        return text + f" query={r['query']:.0f}ms"
-
-    summary = " | ".join(line(name, r) for name, r in results.items())
+    summary = " | ".join(
+        f"{name} record p50={r['p50']:.1f}ms p99={r['p99']:.1f}ms query={r['query']:.1f}ms"
+        for name, r in results.items())
     print(f"audit: {summary}")
     return 0
 

@@ -6,6 +6,7 @@ audited (as ``cli:<login name>``, role ``operator``) before it shows anything.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import Any
 
 import click
@@ -111,7 +112,8 @@ def query_cmd(services: Any, org_ref: str | None, user: str | None, object_id: s
     org_id, label = _org_chain(services, org_ref)
     if limit is None and fmt == "table":
         limit = TABLE_LIMIT
-    shown = {k: (format_time(v) if hasattr(v, "tzinfo") else v) for k, v in filters.items() if v}
+    shown = {k: (format_time(v) if isinstance(v, datetime) else v)
+             for k, v in filters.items() if v}
     _record(services, action=Action.AUDIT_QUERY if fmt == "table" else Action.AUDIT_EXPORT,
             outcome=Outcome.SUCCESS, actor=Actor.cli(org_id if org_id != SYSTEM_CHAIN else None,
                                                      f"audit query --format {fmt}"),
