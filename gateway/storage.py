@@ -238,10 +238,47 @@ class ObjectStore:
         for op, label, kwargs in steps:
             try:
                 getattr(self.client, op)(Bucket=self.bucket, **kwargs)
-                done.append(label)
             except ClientError as exc:
                 done.append(f"{label}: not supported here ({exc.response['Error'].get('Code')})")
+                continue
+            if op == "put_public_access_block" and self._writes_refused():
+                # Ceph RGW 16 accepts the setting, then answers AccessDenied to every
+                # PutObject: a bucket the gateway cannot write to is no use. Take it off again
+                # if that lets writes through (and say so); otherwise the refusal has another
+                # cause, and the block stays.
+                try:
+                    self.client.delete_public_access_block(Bucket=self.bucket)
+                except ClientError:
+                    pass
+                else:
+                    if self._writes_refused():
+                        getattr(self.client, op)(Bucket=self.bucket, **kwargs)
+                    else:
+                        done.append("Block Public Access: refused by this S3 implementation "
+                                    "(writes denied when set); left off")
+                        continue
+            done.append(label)
         return done
+
+    def _writes_refused(self, probe_key: str = ".gateway-setup-probe") -> bool:
+        """Whether a PutObject into the bucket is denied (probe: put, then delete, an empty
+        object at ``probe_key``).
+
+        Only a denial counts; any other failure is left for the gateway's own calls to report.
+        """
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=probe_key, Body=b"")
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return code == "AccessDenied" or status == 403
+        except BotoCoreError:
+            return False
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=probe_key)
+        except (ClientError, BotoCoreError):
+            pass
+        return False
 
     def bucket_policy(self) -> dict[str, Any]:
         arn = f"arn:aws:s3:::{self.bucket}"

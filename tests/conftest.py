@@ -8,7 +8,7 @@ import pytest
 
 from tests.stack import LiveGateway, Stack, build_stack
 
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.services", "tests.ceph"]
 
 
 @pytest.fixture
