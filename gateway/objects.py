@@ -25,12 +25,15 @@ from .paths import ObjectPath, PathError, normalize_path, normalize_prefix
 from .principal import Actor
 from .ranges import ByteRange, RangeNotSatisfiable, if_range_allows, parse_range
 from .sniff import SNIFF_BYTES, sniff
+from .streams import read_ahead
 
 if TYPE_CHECKING:
     from .services import Services
 
 READ_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
 WRITE_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
+#: plaintext segments decrypted ahead of the writes to the client
+DOWNLOAD_AHEAD = 4
 
 
 class ObjectError(Exception):
@@ -84,6 +87,21 @@ class Download:
     body: Iterator[bytes] | None
     etag: str
     on_close: list[Callable[[], None]] = field(default_factory=list)
+
+
+def _checked(body: Iterator[bytes], obj: StoredObject) -> Iterator[bytes]:
+    """``body``, whose last bytes are released only once the whole plaintext's SHA-256
+    matches the catalog (:class:`~gateway.envelope.DecryptionError` otherwise)."""
+    sha = hashlib.sha256()
+    seen = 0
+    for chunk in body:
+        sha.update(chunk)
+        seen += len(chunk)
+        if seen > obj.size or (seen == obj.size and sha.hexdigest() != obj.sha256):
+            raise envelope.DecryptionError("object failed authentication")
+        yield chunk
+    if seen != obj.size:
+        raise envelope.DecryptionError("object failed authentication")
 
 
 def etag_of(obj: StoredObject) -> str:
@@ -417,22 +435,18 @@ class ObjectService:
 
     def _audited(self, actor: Actor, obj: StoredObject, action: str, status: int, detail: dict,
                  body: Iterator[bytes], byte_range: ByteRange | None) -> Iterator[bytes]:
-        """Yield ``body``; record how the transfer ended. A full read's SHA-256 is checked."""
+        """Yield ``body``; record how the transfer ended. A full read's SHA-256 is checked.
+
+        Decryption and hashing run in a thread a few segments ahead of the writes to the
+        client (:func:`~gateway.streams.read_ahead`), so the two overlap.
+        """
         sent = 0
-        sha = hashlib.sha256() if byte_range is None else None
         outcome, reason = "aborted", "client went away"
+        ahead = read_ahead(body if byte_range is not None else _checked(body, obj), DOWNLOAD_AHEAD)
         try:
-            for chunk in body:
-                if sha is not None:
-                    sha.update(chunk)
+            for chunk in ahead:
                 sent += len(chunk)
-                if sha is not None and sent == obj.size:
-                    # The last bytes go out only once the whole plaintext matches the catalog.
-                    if sha.hexdigest() != obj.sha256:
-                        raise envelope.DecryptionError("object failed authentication")
                 yield chunk
-            if sha is not None and sent != obj.size:
-                raise envelope.DecryptionError("object failed authentication")
             outcome, reason = "completed", ""
         except envelope.DecryptionError:
             outcome, reason = "integrity_failure", "segment or checksum failed authentication"
@@ -445,6 +459,7 @@ class ObjectService:
             outcome, reason = "aborted", type(exc).__name__
             raise
         finally:
+            ahead.close()  # type: ignore[attr-defined]
             if outcome:
                 self._record(actor, action, outcome, obj=obj, status=status, nbytes=sent,
                              detail={**detail, **({"reason": reason} if reason else {})})

@@ -7,8 +7,9 @@ background thread while the next part is being encrypted, downloads come back in
 """
 from __future__ import annotations
 
+import base64
 import json
-import threading
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -17,9 +18,18 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-PART_SIZE = 8 * 1024 * 1024
+from .streams import read_ahead
+
+PART_SIZE = 6 * 1024 * 1024
 MAX_PARTS_IN_FLIGHT = 2
-READ_CHUNK = 256 * 1024
+#: every this many parts the part size grows by PART_SIZE, so that S3's limit of 10,000 parts
+#: allows objects far beyond the default upload limit (2,000 × 6 MiB = 11.7 GiB at the first
+#: size; 180 GiB in all) while ordinary objects keep memory at a few parts of 6 MiB.
+PARTS_PER_SIZE_STEP = 2000
+READ_CHUNK = 1024 * 1024
+#: chunks of an S3 body read ahead of the consumer (so reading overlaps decrypting and
+#: writing to the client)
+READ_AHEAD = 4
 
 SSEC_HELP = (
     "the bucket refuses SSE-C (server-side encryption with customer-provided keys). Allow "
@@ -42,6 +52,11 @@ class StorageNotFound(StorageError):
 
 class SseCRefused(StorageError):
     """The bucket or endpoint refuses SSE-C; the message says how to allow it or migrate."""
+
+
+def crc32_b64(data: bytes | bytearray | memoryview) -> str:
+    """The ``x-amz-checksum-crc32`` value of ``data`` (big-endian CRC32, base64)."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
 
 
 def ssec_params(key: bytes | None, *, copy_source: bool = False) -> dict[str, Any]:
@@ -119,18 +134,19 @@ class ObjectStore:
         """Raise :class:`StorageError` unless the bucket answers."""
         self._call("head_bucket")
 
-    def put_bytes(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None,
-                  sse_c: bytes | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, *,
+                  metadata: dict[str, str] | None = None, sse_c: bytes | None = None) -> None:
         self._call("put_object", key=key, sse_c=sse_c is not None, Key=key, Body=data,
-                   Metadata=metadata or {}, **ssec_params(sse_c))
+                   ChecksumCRC32=crc32_b64(data), Metadata=metadata or {}, **ssec_params(sse_c))
 
     def get_bytes(self, key: str, *, sse_c: bytes | None = None) -> bytes:
-        return b"".join(self.iter_object(key, sse_c=sse_c))
+        return b"".join(self.iter_object(key, sse_c=sse_c, ahead=0))
 
     def get_range_bytes(self, key: str, start: int, end_inclusive: int, *,
                         sse_c: bytes | None = None) -> bytes:
         """Bytes ``start..end_inclusive`` of an object, in memory (small ranges only)."""
-        return b"".join(self.iter_object(key, start=start, end_inclusive=end_inclusive, sse_c=sse_c))
+        return b"".join(self.iter_object(key, start=start, end_inclusive=end_inclusive,
+                                         sse_c=sse_c, ahead=0))
 
     def head(self, key: str, *, sse_c: bytes | None = None) -> StoredInfo:
         resp = self._call("head_object", key=key, sse_c=sse_c is not None, Key=key,
@@ -149,17 +165,20 @@ class ObjectStore:
         end_inclusive: int | None = None,
         sse_c: bytes | None = None,
         chunk_size: int = READ_CHUNK,
+        ahead: int = READ_AHEAD,
     ) -> Iterator[bytes]:
         """Stream an object's bytes, or the byte range ``start..end_inclusive`` of it.
 
         The request is made before the first chunk is yielded, so a missing object fails at
-        the call, not half-way through a response.
+        the call, not half-way through a response. With ``ahead`` > 0 a thread reads up to
+        that many chunks ahead of the consumer.
         """
         extra: dict[str, Any] = ssec_params(sse_c)
         if start is not None:
             extra["Range"] = f"bytes={start}-{'' if end_inclusive is None else end_inclusive}"
         resp = self._call("get_object", key=key, sse_c=sse_c is not None, Key=key, **extra)
-        return self._iter_body(resp["Body"], chunk_size, key)
+        chunks = self._iter_body(resp["Body"], chunk_size, key)
+        return read_ahead(chunks, ahead) if ahead > 0 else chunks
 
     def _iter_body(self, body: Any, chunk_size: int, key: str) -> Iterator[bytes]:
         try:
@@ -306,11 +325,14 @@ class ObjectStore:
 class UploadWriter:
     """Streams bytes into one S3 object with bounded memory.
 
-    Bytes are gathered into parts of ``part_size``; an object that ends before the first part
-    is full is sent with one ``PutObject``; otherwise a multipart upload is opened and parts
-    are sent by a background thread while the caller produces the next one, with at most
-    :data:`MAX_PARTS_IN_FLIGHT` parts held in memory. :meth:`abort` (called on any failure)
-    leaves neither an object nor an open multipart upload behind.
+    Bytes are copied once, into a part buffer of ``part_size``; a full buffer is handed as it
+    is to a background thread that sends it while the caller fills the next one, with at most
+    :data:`MAX_PARTS_IN_FLIGHT` parts in flight, so memory stays near
+    (``MAX_PARTS_IN_FLIGHT`` + 1) × ``part_size``. An object that ends before the first part
+    is full is sent with one ``PutObject``. Every part carries its CRC32, computed before it
+    is sent, so S3 checks each part and completes the upload from the parts' checksums.
+    :meth:`abort` (called on any failure) leaves neither an object nor an open multipart
+    upload behind.
     """
 
     def __init__(self, store: ObjectStore, key: str, *, sse_c: bytes | None, part_size: int) -> None:
@@ -318,26 +340,39 @@ class UploadWriter:
         self.key = key
         self.sse_c = sse_c
         self.part_size = part_size
-        self._buf = bytearray()
+        self._part: bytearray | None = None
+        self._fill = 0
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
-        self._lock = threading.Lock()
         self.bytes_written = 0
         self._done = False
 
-    def write(self, data: bytes | memoryview) -> None:
-        self._buf += data
-        self.bytes_written += len(data)
-        while len(self._buf) >= self.part_size:
-            part = bytes(self._buf[: self.part_size])
-            del self._buf[: self.part_size]
-            self._send_part(part)
+    def _next_part_size(self) -> int:
+        return self.part_size * (1 + len(self._parts) // PARTS_PER_SIZE_STEP)
 
-    def _send_part(self, part: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        self.bytes_written += len(view)
+        while view:
+            if self._part is None:
+                self._part = bytearray(self._next_part_size())
+                self._fill = 0
+            n = min(len(view), len(self._part) - self._fill)
+            self._part[self._fill:self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == len(self._part):
+                part, self._part = self._part, None
+                self._send_part(part)
+
+    def _params(self) -> dict[str, Any]:
+        return dict(key=self.key, sse_c=self.sse_c is not None, Key=self.key,
+                    **ssec_params(self.sse_c))
+
+    def _send_part(self, part: bytearray) -> None:
         if self._upload_id is None:
-            resp = self.store._call("create_multipart_upload", key=self.key,
-                                    sse_c=self.sse_c is not None, Key=self.key,
-                                    **ssec_params(self.sse_c))
+            resp = self.store._call("create_multipart_upload", ChecksumAlgorithm="CRC32",
+                                    **self._params())
             self._upload_id = resp["UploadId"]
         # keep memory bounded: wait for the oldest part when too many are in flight
         pending = [f for f in self._parts if not f.done()]
@@ -349,26 +384,29 @@ class UploadWriter:
             if f.done():
                 f.result()  # surface a failed part now rather than at the end
 
-    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
-        resp = self.store._call("upload_part", key=self.key, sse_c=self.sse_c is not None,
-                                Key=self.key, UploadId=self._upload_id, PartNumber=number,
-                                Body=data, **ssec_params(self.sse_c))
-        return {"PartNumber": number, "ETag": resp["ETag"]}
+    def _upload_part(self, number: int, data: bytearray) -> dict[str, Any]:
+        checksum = crc32_b64(data)
+        resp = self.store._call("upload_part", UploadId=self._upload_id, PartNumber=number,
+                                Body=data, ChecksumCRC32=checksum, **self._params())
+        return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": checksum}
+
+    def _tail(self) -> bytearray:
+        part, self._part = self._part or bytearray(), None
+        del part[self._fill:]
+        return part
 
     def close(self) -> None:
         """Finish the object. On failure the upload is aborted and the error raised."""
         try:
             if self._upload_id is None:
-                self.store.put_bytes(self.key, bytes(self._buf), sse_c=self.sse_c)
+                self.store.put_bytes(self.key, self._tail(), sse_c=self.sse_c)
             else:
-                if self._buf:
-                    self._send_part(bytes(self._buf))
+                if self._part is not None and self._fill:
+                    self._send_part(self._tail())
                 parts = [f.result() for f in self._parts]
-                self.store._call("complete_multipart_upload", key=self.key,
-                                 sse_c=self.sse_c is not None, Key=self.key,
-                                 UploadId=self._upload_id, MultipartUpload={"Parts": parts},
-                                 **(ssec_params(self.sse_c) if self.sse_c else {}))
-            self._buf = bytearray()
+                self.store._call("complete_multipart_upload", UploadId=self._upload_id,
+                                 MultipartUpload={"Parts": parts}, **self._params())
+            self._part = None
             self._done = True
         except BaseException:
             self.abort()
@@ -376,7 +414,7 @@ class UploadWriter:
 
     def abort(self) -> None:
         """Abandon the upload: no object and no open multipart upload remain."""
-        self._buf = bytearray()
+        self._part = None
         for f in self._parts:
             f.cancel()
         for f in self._parts:
