@@ -42,6 +42,12 @@ SSEC_TLS_HELP = (
 )
 
 
+BPA_RELAXED = (
+    "Block Public Access on, except BlockPublicAcls, which this S3 implementation applies by "
+    "denying every write; public ACLs are ignored (IgnorePublicAcls) instead"
+)
+
+
 class StorageError(Exception):
     """The storage service failed (the web layer answers 502)."""
 
@@ -94,6 +100,10 @@ class ObjectStore:
         )
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-parts")
 
+    @property
+    def _plain_http(self) -> bool:
+        return bool(self.endpoint_url) and str(self.endpoint_url).lower().startswith("http://")
+
     def __repr__(self) -> str:
         return f"ObjectStore(bucket={self.bucket!r}, endpoint_url={self.endpoint_url!r})"
 
@@ -119,6 +129,9 @@ class ObjectStore:
                 or code in ("InvalidEncryptionAlgorithmError",)
             ):
                 return SseCRefused(SSEC_HELP)
+            if sse_c and code == "InvalidRequest" and self._plain_http:
+                # Ceph RGW refuses SSE-C over plain HTTP with a bare InvalidRequest (no message)
+                return SseCRefused(SSEC_TLS_HELP)
             return StorageError(f"storage answered {code or status}: {message[:200]}")
         return StorageError(f"storage unreachable: {type(exc).__name__}")
 
@@ -261,21 +274,18 @@ class ObjectStore:
                 done.append(f"{label}: not supported here ({exc.response['Error'].get('Code')})")
                 continue
             if op == "put_public_access_block" and self._writes_refused():
-                # Ceph RGW 16 accepts the setting, then answers AccessDenied to every
-                # PutObject: a bucket the gateway cannot write to is no use. Take it off again
-                # if that lets writes through (and say so); otherwise the refusal has another
-                # cause, and the block stays.
-                try:
-                    self.client.delete_public_access_block(Bucket=self.bucket)
-                except ClientError:
-                    pass
-                else:
-                    if self._writes_refused():
-                        getattr(self.client, op)(Bucket=self.bucket, **kwargs)
-                    else:
-                        done.append("Block Public Access: refused by this S3 implementation "
-                                    "(writes denied when set); left off")
-                        continue
+                # Ceph RGW 16 accepts BlockPublicAcls, then answers AccessDenied to every
+                # PutObject: a bucket the gateway cannot write to is no use. Keep the other
+                # three settings (IgnorePublicAcls makes any public ACL ineffective) if that
+                # lets writes through, and say so; otherwise the refusal has another cause,
+                # and the whole block stays.
+                relaxed = {**kwargs["PublicAccessBlockConfiguration"], "BlockPublicAcls": False}
+                self.client.put_public_access_block(
+                    Bucket=self.bucket, PublicAccessBlockConfiguration=relaxed)
+                if not self._writes_refused():
+                    done.append(BPA_RELAXED)
+                    continue
+                getattr(self.client, op)(Bucket=self.bucket, **kwargs)
             done.append(label)
         return done
 

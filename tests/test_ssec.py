@@ -101,3 +101,19 @@ def test_refused_ssec_is_explained(message: str, hint: str) -> None:
     assert isinstance(translated, SseCRefused) and isinstance(translated, StorageError)
     assert hint in str(translated)
     assert "gateway keys migrate-ssec" in str(translated)
+
+
+@pytest.mark.parametrize(("endpoint", "refused"), [
+    ("http://127.0.0.1:1", True), ("https://s3.example.org", False), (None, False)])
+def test_bare_invalid_request_to_ssec_over_plain_http_is_explained(
+        endpoint: str | None, refused: bool) -> None:
+    """Ceph RGW answers SSE-C over plain HTTP with InvalidRequest and no message at all."""
+    store = ObjectStore("b", endpoint_url=endpoint)
+    error = ClientError({"Error": {"Code": "InvalidRequest", "Message": ""},
+                         "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutObject")
+    translated = store._translate(error, key="k", sse_c=True)
+    assert isinstance(translated, SseCRefused) == refused
+    if refused:
+        assert "https://" in str(translated)
+    # the same answer to a call without SSE-C is an ordinary storage error
+    assert not isinstance(store._translate(error, key="k", sse_c=False), SseCRefused)
