@@ -29,7 +29,7 @@ spent meanwhile, which shows where the time goes. Everything shares the machine'
 run it on a quiet machine: the first line prints the load average.
 
 The last line sums it up, e.g.
-``throughput: upload=0.93 download=0.85 mem250=14MiB mem1024=15MiB range_fetch=2.0MiB/1MiB``.
+``throughput: upload=0.75 download=0.54 mem250=12MiB mem1024=18MiB range_fetch=2.0MiB/1MiB``.
 """
 from __future__ import annotations
 
