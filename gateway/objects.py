@@ -437,32 +437,46 @@ class ObjectService:
                  body: Iterator[bytes], byte_range: ByteRange | None) -> Iterator[bytes]:
         """Yield ``body``; record how the transfer ended. A full read's SHA-256 is checked.
 
-        Decryption and hashing run in a thread a few segments ahead of the writes to the
-        client (:func:`~gateway.streams.read_ahead`), so the two overlap.
+        The closing row is written before the last bytes are released: if the audit log
+        cannot take it, the response is cut short and the client never holds a complete copy
+        whose delivery is not on record. Decryption and hashing run in a thread a few segments
+        ahead of the writes to the client (:func:`~gateway.streams.read_ahead`), so the two
+        overlap.
         """
+        expected = byte_range.length if byte_range is not None else obj.size
         sent = 0
-        outcome, reason = "aborted", "client went away"
+        closed = False  # the closing row was written (or attempted: never twice)
+
+        def close(outcome: str, reason: str = "", nbytes: int | None = None) -> None:
+            nonlocal closed
+            closed = True
+            self._record(actor, action, outcome, obj=obj, status=status,
+                         nbytes=sent if nbytes is None else nbytes,
+                         detail={**detail, **({"reason": reason} if reason else {})})
+
         ahead = read_ahead(body if byte_range is not None else _checked(body, obj), DOWNLOAD_AHEAD)
         try:
             for chunk in ahead:
+                if sent + len(chunk) >= expected:
+                    close("completed", nbytes=sent + len(chunk))
                 sent += len(chunk)
                 yield chunk
-            outcome, reason = "completed", ""
+            if not closed:
+                close("completed")
         except envelope.DecryptionError:
-            outcome, reason = "integrity_failure", "segment or checksum failed authentication"
-            self._integrity_failure(actor, obj, sent, reason)
-            outcome = ""
+            closed = True
+            self._integrity_failure(actor, obj, sent, "segment or checksum failed authentication")
             raise
         except GeneratorExit:
+            if not closed:
+                close("aborted", "client went away")
             raise
         except BaseException as exc:
-            outcome, reason = "aborted", type(exc).__name__
+            if not closed:
+                close("aborted", type(exc).__name__)
             raise
         finally:
             ahead.close()  # type: ignore[attr-defined]
-            if outcome:
-                self._record(actor, action, outcome, obj=obj, status=status, nbytes=sent,
-                             detail={**detail, **({"reason": reason} if reason else {})})
 
     def _integrity_failure(self, actor: Actor, obj: StoredObject, sent: int, reason: str) -> None:
         self._record(actor, "integrity_failure", "integrity_failure", obj=obj, status=502,

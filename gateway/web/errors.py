@@ -50,6 +50,11 @@ def translate(exc: BaseException) -> ApiError | None:
         ("gateway.formstream", "FormError", 400, "bad_request", None),
         ("gateway.audit", "AuditUnavailable", 503, "audit_unavailable",
          "the audit log is unavailable; nothing was served"),
+        # the database holds the audit log: when it cannot be reached, nothing is served
+        ("sqlalchemy.exc", "OperationalError", 503, "audit_unavailable",
+         "the database (and with it the audit log) is unavailable; nothing was served"),
+        ("sqlalchemy.exc", "InterfaceError", 503, "audit_unavailable",
+         "the database (and with it the audit log) is unavailable; nothing was served"),
         ("gateway.keyring", "KeyringError", 503, "keyring_unavailable",
          "the keyring is unavailable; nothing was served"),
         ("gateway.storage", "StorageNotFound", 404, "not_found", "no such object"),
