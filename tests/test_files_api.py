@@ -243,6 +243,34 @@ def test_tampered_segment_stops_the_response(live: LiveGateway) -> None:
     assert any(e.object_id == obj.id for e in events(live, action="integrity_failure"))
 
 
+def test_truncated_object_never_completes(live: LiveGateway) -> None:
+    """The bucket's copy cut at a segment boundary (its last segment gone): the download stops
+    before the end, whatever was sent is a true prefix, and the failure is audited."""
+    from gateway import envelope
+
+    data = pdf_bytes(3 * 1024 * 1024 - 5, seed=14)
+    resp = put(live, "staff1", "uploads/truncated.pdf", data)
+    store = live.stack.services.store
+    with live.stack.services.sessions() as s:
+        obj = s.get(StoredObject, resp.json()["id"])
+    blob = store.get_bytes(obj.s3_key)
+    segment = 1024 * 1024 + 16
+    store.put_bytes(obj.s3_key, blob[:envelope.HEADER_SIZE + 2 * segment])
+    received = bytearray()
+    with pytest.raises(requests.exceptions.RequestException):
+        with requests.get(f"{live.url}/api/v1/files/uploads/truncated.pdf",
+                          headers=auth(live, "staff1"), stream=True, timeout=60) as r:
+            for chunk in r.iter_content(65536):
+                received += chunk
+    assert len(received) < len(data) and bytes(received) == data[:len(received)]
+    tail = get(live, "staff1", "uploads/truncated.pdf", {"Range": f"bytes={len(data) - 100}-"})
+    assert tail.status_code == 502, (tail.status_code, tail.text[:200])
+    reads = [(e.action, e.outcome) for e in events(live, object_id=obj.id)
+             if e.action in ("view", "range_read", "integrity_failure")]
+    assert ("integrity_failure", "integrity_failure") in reads
+    assert not any(outcome == "completed" for _, outcome in reads)
+
+
 def test_tampered_header_is_refused_before_any_byte(live: LiveGateway) -> None:
     data = pdf_bytes(10_000, seed=12)
     resp = put(live, "staff1", "uploads/tamper-header.pdf", data)
