@@ -362,19 +362,7 @@ def init_master_key_file(path: str | os.PathLike[str]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = _dump_key_file({1: secrets.token_bytes(KEY_SIZE)}, 1, {1: _now_text()})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
+    _create_private(path, _dump_key_file({1: secrets.token_bytes(KEY_SIZE)}, 1, {1: _now_text()}))
     _fsync_dir(path.parent)
 
 
@@ -467,9 +455,12 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _replace_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+def _create_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file of mode 0600, synced; never over an existing file.
+
+    :raises FileExistsError: if ``path`` exists. On any failure no file is left.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
             os.fchmod(fd, 0o600)
@@ -477,6 +468,16 @@ def _replace_atomically(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    _create_private(temporary, data)
+    try:
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -529,6 +529,24 @@ class _Run:
 
     # -- walking the catalog ---------------------------------------------------------------
 
+    def passes(self, fetch: Callable[[Any, str | None], list[_Obj]],
+               work: Callable[[_Obj], None], remaining: Callable[[], int]) -> None:
+        """Handle every object ``fetch`` finds, in passes: objects that appear behind the
+        cursor during a pass (rotated or uploaded meanwhile) are taken by the next one, up to
+        :data:`MAX_PASSES`."""
+        for pass_number in range(MAX_PASSES):
+            self.total = self.handled + remaining()
+            self.tick(None)
+            for obj in self.batches(fetch):
+                self.handle(obj, work)
+            if pass_number + 1 == MAX_PASSES:
+                break
+            self.cursor = None
+            with self.sessions() as s:
+                left = [o for o in fetch(s, None) if o.id not in self.failed_ids]
+            if not left:
+                break
+
     def batches(self, fetch: Callable[[Any, str | None], list[_Obj]]) -> Iterator[_Obj]:
         """Rows after the cursor, in id order, a batch per short read transaction."""
         after = self.cursor
@@ -775,19 +793,8 @@ def rewrap(services: Services, org_id: str | None = None, *, dry_run: bool = Fal
             _rewrap_cse(services, run, obj)
 
     def body() -> None:
-        for pass_number in range(MAX_PASSES):
-            run.total = run.handled + remaining()
-            run.tick(None)
-            for obj in run.batches(fetch):
-                run.handle(obj, work)
-            if pass_number + 1 == MAX_PASSES:
-                break
-            # Objects rotated or uploaded behind the cursor during this pass: once more.
-            run.cursor = None
-            with run.sessions() as s:
-                left = [o for o in fetch(s, None) if o.id not in run.failed_ids]
-            if not left:
-                break
+        # objects rotated or uploaded behind the cursor during a pass are taken by the next
+        run.passes(fetch, work, remaining)
 
     return _run_job(run, {"org": org_id or "all"}, body)
 
@@ -988,6 +995,13 @@ def migrate_ssec(services: Services, org_id: str, *, dry_run: bool = False,
             stmt = stmt.where(StoredObject.id > after)
         return [_obj(r) for r in s.execute(stmt.order_by(StoredObject.id).limit(BATCH))]
 
+    def remaining() -> int:
+        with run.sessions() as s:
+            stmt = _migrate_query(org_id, (func.count(),))
+            if run.cursor is not None:
+                stmt = stmt.where(StoredObject.id > run.cursor)
+            return int(s.scalar(stmt) or 0)
+
     @_guarded
     def work(obj: _Obj) -> None:
         with run.sessions() as s:
@@ -1008,23 +1022,9 @@ def migrate_ssec(services: Services, org_id: str, *, dry_run: bool = False,
             org = s.get(Organisation, org_id, with_for_update=True)
             if org is not None and org.encryption_mode != EncryptionMode.CSE.value:
                 org.encryption_mode = EncryptionMode.CSE.value
-        for pass_number in range(MAX_PASSES):
-            with run.sessions() as s:
-                stmt = _migrate_query(org_id, (func.count(),))
-                if run.cursor:
-                    stmt = stmt.where(StoredObject.id > run.cursor)
-                run.total = run.handled + int(s.scalar(stmt) or 0)
-            run.tick(None)
-            for obj in run.batches(fetch):
-                run.handle(obj, work)
-            if pass_number + 1 == MAX_PASSES:
-                break
-            # Uploads that began as SSE-C before the switch and ended behind the cursor.
-            run.cursor = None
-            with run.sessions() as s:
-                left = [o for o in fetch(s, None) if o.id not in run.failed_ids]
-            if not left:
-                break
+        # uploads that began as SSE-C before the switch and ended behind the cursor are taken
+        # by the next pass
+        run.passes(fetch, work, remaining)
 
     return _run_job(run, {"previous_mode": previous}, body)
 
