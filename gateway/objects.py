@@ -216,11 +216,14 @@ class ObjectService:
         overwrite: bool = False,
         declared_size: int | None = None,
         via: str = "put",
+        object_id: str | None = None,
     ) -> StoredObject:
         """Encrypt ``body`` into the bucket and catalog it.
 
         The body is read piece by piece; memory stays bounded whatever its size. On any
         failure the upload is aborted: no object, no catalog row, no open multipart upload.
+        ``object_id`` is the new object's id when the caller fixed it beforehand (an upload
+        link); a second upload with the same id is refused as a conflict.
         """
         settings = self.services.settings
         path = self._path(actor, raw_path, "upload")
@@ -247,7 +250,7 @@ class ObjectService:
                          detail={"reason": "only the uploader or an admin may overwrite"})
             raise Forbidden("only the uploader or an admin may replace this object")
 
-        object_id = new_id()
+        object_id = object_id or new_id()
         storage_id = new_id()
         s3_key = f"{actor.org_id}/{path.category}/{storage_id}"
         self._record(actor, "upload", "started", path=path.path, status=None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 from pathlib import Path
@@ -312,10 +313,20 @@ def test_signed_links(live: LiveGateway) -> None:
     up = requests.post(f"{live.url}/api/v1/links", json={"path": "uploads/via-link.pdf", "method": "PUT"},
                        headers=auth(live, "staff1"), timeout=30).json()
     assert requests.put(up["url"], data=data, timeout=30).status_code == 201
-    assert requests.put(up["url"], data=data, timeout=30).status_code == 409  # replay
+    replay = requests.put(up["url"], data=pdf_bytes(70_000, seed=32), timeout=30)
+    assert replay.status_code == 403 and replay.json()["error"]["code"] == "bad_link"
     assert get(live, "staff1", "uploads/via-link.pdf").content == data
+    # nor once the object it made is deleted (the path is free again)
+    deleted = requests.delete(f"{live.url}/api/v1/files/uploads/via-link.pdf",
+                              headers=auth(live, "staff1"), timeout=30)
+    assert deleted.status_code == 204
+    assert requests.put(up["url"], data=data, timeout=30).status_code == 403
+    assert get(live, "staff1", "uploads/via-link.pdf").status_code == 404
     used = events(live, action="link_used")
     assert {e.outcome for e in used} >= {"success", "denied"}
+    replays = [e for e in used if e.outcome == "denied"
+               and json.loads(e.detail or "{}").get("reason") == "link already used"]
+    assert len(replays) == 2 and all(e.object_path == "uploads/via-link.pdf" for e in replays)
     assert events(live, action="link_issued")
 
 

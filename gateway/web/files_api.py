@@ -10,7 +10,7 @@ from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
-from ..models import Organisation, StoredObject, User
+from ..models import Organisation, StoredObject, User, new_id
 from ..principal import Actor
 from ..ranges import content_disposition
 from ..sniff import is_inline
@@ -205,7 +205,9 @@ def issue_link() -> Response:
 
         normalized = objects._path(actor, body["path"], "link_issued")
         objects._require_role(actor, WRITE_ROLES, "issue upload links", normalized.path)
-        target = {"p": normalized.path}
+        # the id of the object the link will create: once it exists (live or deleted), the
+        # link has been used, and a replay is refused
+        target = {"p": normalized.path, "i": new_id()}
         path = normalized.path
         obj = None
         lifetime = settings.write_link_seconds
@@ -221,6 +223,14 @@ def issue_link() -> Response:
                     "method": method})
     resp.status_code = 201
     return resp
+
+
+def _link_used(payload: dict[str, Any]) -> bool:
+    """Whether the object an upload link creates exists already (the link was used)."""
+    if not isinstance(payload.get("i"), str):
+        return False
+    with services().sessions() as s:
+        return s.get(StoredObject, payload["i"]) is not None
 
 
 def _link_actor(token: str, method: str) -> tuple[Actor, dict[str, Any]]:
@@ -248,6 +258,8 @@ def _link_actor(token: str, method: str) -> tuple[Actor, dict[str, Any]]:
         reason = "link expired"
     elif user is None or not user.is_active or user.org_id != payload.get("o"):
         reason = "issuing user no longer allowed"
+    elif expected == "PUT" and _link_used(payload):
+        reason = "link already used"
     if reason is not None:
         svc.audit.record(action="link_used", outcome="denied", actor=actor, http_status=403,
                          object_id=payload.get("i"), object_path=payload.get("p"),
@@ -267,7 +279,8 @@ def use_link(token: str) -> Response:
     objects = services().objects
     if request.method == "PUT":
         obj = objects.upload(actor, payload["p"], _raw_body(), overwrite=False,
-                             declared_size=_declared_length(), via="link")
+                             declared_size=_declared_length(), via="link",
+                             object_id=payload.get("i"))
         return _created(obj)
     obj = objects.get_by_id(actor, payload["i"], "link_used")
     return _serve(actor, obj, via="link")
