@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from gateway.cli import cli
-from gateway.models import StoredObject, utcnow
+from gateway.models import AuditEvent, StoredObject, utcnow
 from gateway.objects import NotFound, TooLarge, UnsupportedType
 from gateway.principal import Actor
 from tests.stack import Stack
@@ -77,3 +77,38 @@ def test_other_org_cannot_reach_object_by_id(stack: Stack) -> None:
     obj = svc.objects.upload(actor(stack, "staff1"), "uploads/x.pdf", [PDF])
     with pytest.raises(NotFound):
         svc.objects.get_by_id(actor(stack, "staff2"), obj.id, "view")
+
+
+@pytest.mark.parametrize("range_header", [None, "bytes=100-20000000"])
+def test_a_download_closed_early_stops_its_threads_at_once(sqlite_stack: Stack,
+                                                           range_header: str | None) -> None:
+    """The WSGI server closes the body when the client goes away: the read-ahead threads (S3,
+    decryption) stop without waiting for the garbage collector, and the end is audited."""
+    import gc
+    import threading
+    import time
+
+    services = sqlite_stack.services
+    who = actor(sqlite_stack, "staff1")
+    data = b"%PDF-1.7\n" + bytes(30 << 20)
+    obj = services.objects.upload(who, "uploads/closed-early.pdf",
+                                  [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)])
+    gc.disable()
+    try:
+        before = {t.ident for t in threading.enumerate()}
+        body = iter(services.objects.open(who, obj, range_header=range_header).body)
+        assert next(body)
+        mine = [t for t in threading.enumerate()
+                if t.ident not in before and t.name == "read-ahead"]
+        assert len(mine) == 2  # one reads S3, one decrypts
+        body.close()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 2
+        while any(t.is_alive() for t in mine) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(t.is_alive() for t in mine)
+    finally:
+        gc.enable()
+    with services.sessions() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.object_id == obj.id)
+                         .order_by(AuditEvent.id)).all()
+    assert rows[-1].outcome == "aborted" and 0 < rows[-1].bytes < len(data)
