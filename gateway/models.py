@@ -1,6 +1,6 @@
-"""The catalog, identity, key and audit tables.
+"""The catalog, identity, key, audit and sign-in throttle tables.
 
-Typed SQLAlchemy 2 models. The first Alembic migration creates exactly these tables; a test
+Typed SQLAlchemy 2 models. The Alembic migrations create exactly these tables; a test
 checks that an autogenerate diff between the two is empty on SQLite and PostgreSQL.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -258,3 +259,17 @@ class Job(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RateLimitCounter(Base):
+    """A fixed-window counter of the sign-in throttle, shared by every gateway process.
+
+    ``key`` is the SHA-256 of the limiter's key (which holds an address or an e-mail), so
+    the table stores neither.
+    """
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float)

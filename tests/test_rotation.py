@@ -275,10 +275,20 @@ def test_a_job_run_by_a_live_process_is_not_taken_over(sqlite_stack: Stack) -> N
         rotation.rewrap(stack.services, stack.org1)
 
 
-def test_downloads_continue_during_rewrap(sqlite_stack: Stack) -> None:
+def test_downloads_continue_during_rewrap(sqlite_stack: Stack,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     stack = sqlite_stack
     made = upload(stack, "staff1", 40, size=3000)
     rotation.rotate_org(stack.services, stack.org1)
+    # a rewrap of 40 objects takes a few tens of milliseconds: slow each one down a little so
+    # that reads have the time to happen while it runs
+    rewrap_one = rotation._rewrap_cse
+
+    def slowly(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.01)
+        return rewrap_one(*args, **kwargs)
+
+    monkeypatch.setattr(rotation, "_rewrap_cse", slowly)
     errors: list[BaseException] = []
     reads = [0]
     stop = threading.Event()

@@ -7,6 +7,7 @@ API writes), Flask-Limiter (sign-in throttling), argon2-cffi (password hashes, i
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ from wtforms.validators import DataRequired, Length
 
 from ..models import ApiToken, Organisation, User, utcnow
 from ..security import hash_token, verify_password
+from . import throttle
 from .context import anonymous_actor, current_actor, services
 from .errors import ApiError
 
@@ -44,7 +46,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
+limiter = Limiter(key_func=get_remote_address, storage_uri=f"{throttle.SCHEME}://",
+                  default_limits=[])
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -215,7 +218,9 @@ def _login_limit() -> str:
 
 
 def _email_key() -> str:
-    return "login-email:" + (request.form.get("email") or "").strip().lower()
+    # hashed again by the storage; hashing here keeps e-mail addresses out of its keys too
+    email = (request.form.get("email") or "").strip().lower()
+    return "login-email:" + hashlib.sha256(email.encode("utf-8")).hexdigest()
 
 
 @bp.route("/login", methods=["GET", "POST"])
