@@ -1,6 +1,7 @@
 """Stream helpers with no I/O of their own."""
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from typing import Iterator, TypeVar
@@ -42,7 +43,8 @@ def read_ahead(source: Iterator[T], depth: int) -> Iterator[T]:
         finally:
             close = getattr(source, "close", None)
             if close is not None:
-                close()
+                with contextlib.suppress(Exception):  # the consumer must still hear the end
+                    close()
         put((False, None))
 
     def consume() -> Iterator[T]:
