@@ -25,6 +25,7 @@ from .paths import ObjectPath, PathError, normalize_path, normalize_prefix
 from .principal import Actor
 from .ranges import ByteRange, RangeNotSatisfiable, if_range_allows, parse_range
 from .sniff import SNIFF_BYTES, sniff
+from .storage import StorageNotFound
 from .streams import read_ahead
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ READ_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
 WRITE_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
 #: plaintext segments decrypted ahead of the writes to the client
 DOWNLOAD_AHEAD = 4
+#: how many times a download follows its row to a new S3 key (a rotation job moved it)
+MOVED_RETRIES = 2
 
 
 class ObjectError(Exception):
@@ -382,33 +385,56 @@ class ObjectService:
         if byte_range:
             detail["range"] = f"{byte_range.start}-{byte_range.end}"
 
-        sse_key = data_key = None
-        try:
-            with self.services.sessions() as s:
-                if obj.encryption == EncryptionMode.SSEC.value:
-                    sse_key = self.services.keyring.ssec_key(s, obj.org_id, obj.key_version)
-                else:
-                    data_key = self.services.keyring.unwrap_data_key(
-                        s, obj.org_id, obj.storage_id, obj.key_version, obj.wrapped_data_key)
-        except envelope.DecryptionError:
-            self._integrity_failure(actor, obj, 0, "wrapped data key failed authentication")
-            raise
+        sse_key, data_key = self._keys(actor, obj)
         if head:
             self._record(actor, action, "success", obj=obj, status=status, nbytes=0, detail=detail)
             return Download(obj, status, length, byte_range, None, etag)
 
         self._record(actor, action, "started", obj=obj, status=status, detail=detail)
-        try:
-            body = self._plaintext(obj, data_key, sse_key, byte_range)
-        except envelope.DecryptionError:
-            self._integrity_failure(actor, obj, 0, "object header failed authentication")
-            raise
-        except BaseException as exc:
-            self._record(actor, action, "aborted", obj=obj, status=502, nbytes=0,
-                         detail={**detail, "reason": type(exc).__name__})
-            raise
+        for attempt in range(MOVED_RETRIES + 1):
+            try:
+                body = self._plaintext(obj, data_key, sse_key, byte_range)
+                break
+            except StorageNotFound as exc:
+                # A rotation job may have moved the object to a new S3 key (and deleted the
+                # old one) since the row was read: follow the row, before any byte is sent.
+                moved = self._moved(obj) if attempt < MOVED_RETRIES else None
+                if moved is None:
+                    self._record(actor, action, "aborted", obj=obj, status=502, nbytes=0,
+                                 detail={**detail, "reason": type(exc).__name__})
+                    raise
+                obj = moved
+                sse_key, data_key = self._keys(actor, obj)
+            except envelope.DecryptionError:
+                self._integrity_failure(actor, obj, 0, "object header failed authentication")
+                raise
+            except BaseException as exc:
+                self._record(actor, action, "aborted", obj=obj, status=502, nbytes=0,
+                             detail={**detail, "reason": type(exc).__name__})
+                raise
         return Download(obj, status, length, byte_range,
                         self._audited(actor, obj, action, status, detail, body, byte_range), etag)
+
+    def _keys(self, actor: Actor, obj: StoredObject) -> tuple[bytes | None, bytes | None]:
+        """(SSE-C key, data key) of an object: one of them, the other ``None``."""
+        try:
+            with self.services.sessions() as s:
+                if obj.encryption == EncryptionMode.SSEC.value:
+                    return self.services.keyring.ssec_key(s, obj.org_id, obj.key_version), None
+                return None, self.services.keyring.unwrap_data_key(
+                    s, obj.org_id, obj.storage_id, obj.key_version, obj.wrapped_data_key)
+        except envelope.DecryptionError:
+            self._integrity_failure(actor, obj, 0, "wrapped data key failed authentication")
+            raise
+
+    def _moved(self, obj: StoredObject) -> StoredObject | None:
+        """The object's row again, if it now names another S3 object with the same bytes."""
+        with self.services.sessions() as s:
+            row = s.get(StoredObject, obj.id)
+        if (row is None or row.deleted_at is not None or row.s3_key == obj.s3_key
+                or row.sha256 != obj.sha256 or row.size != obj.size):
+            return None
+        return row
 
     def _plaintext(self, obj: StoredObject, data_key: bytes | None, sse_key: bytes | None,
                    byte_range: ByteRange | None) -> Iterator[bytes]:

@@ -495,3 +495,22 @@ def test_migrate_ssec_moves_objects_to_client_side_encryption(sqlite_stack: Stac
     assert read(stack, "staffs", "uploads/new/0000.pdf") == new["uploads/new/0000.pdf"]
     assert audit_outcomes(stack, "key_migrate_ssec") == ["started", "completed"]
     assert rotation.migrate_ssec(stack.services, stack.org_ssec).objects == 0
+
+
+@pytest.mark.parametrize("range_header", [None, "bytes=10-1000"])
+def test_a_download_that_read_the_row_before_a_move_follows_it(
+        sqlite_stack: Stack, range_header: str | None) -> None:
+    """reencrypt (like an SSE-C re-key) moves an object to a new S3 key and deletes the old
+    one: a download whose row was read just before still serves the right bytes."""
+    stack = sqlite_stack
+    made = upload(stack, "staff1", 1, size=5000)
+    (path, data), = made.items()
+    who = actor(stack, "staff1")
+    stale = stack.services.objects.find(who, path, "view")
+    rotation.reencrypt(stack.services, stack.org1)
+    assert rows(stack, stack.org1)[path].s3_key != stale.s3_key
+    assert stale.s3_key not in bucket_keys(stack, stack.org1)
+    got = b"".join(stack.services.objects.open(who, stale, range_header=range_header).body)
+    assert got == (data if range_header is None else data[10:1001])
+    assert audit_outcomes(stack, "view" if range_header is None else "range_read") == [
+        "started", "completed"]
