@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -370,6 +371,59 @@ def test_oversized_upload_streamed_without_length(small_live: LiveGateway) -> No
     aborted = [e for e in events(small_live, action="upload") if e.outcome == "aborted"]
     assert aborted and aborted[-1].http_status == 413
     _no_leftovers(small_live, "uploads/big2.pdf")
+
+
+def _send_and_hang_up(gw: LiveGateway, head: bytes, body: bytes) -> None:
+    """Send a request head and part of its body, then close the connection."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as sock:
+        sock.sendall(head + body)
+        time.sleep(0.3)  # let the gateway read what was sent before the hang-up
+
+
+def _aborted(gw: LiveGateway, path: str) -> list[AuditEvent]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        rows = [e for e in events(gw, action="upload", object_path=path) if e.outcome == "aborted"]
+        if rows:
+            return rows
+        time.sleep(0.1)
+    return []
+
+
+@pytest.mark.parametrize("kind", ["content-length", "chunked", "form"])
+def test_an_upload_cut_short_by_the_client_is_not_stored(live: LiveGateway, kind: str) -> None:
+    """The client goes away mid-upload (past the first 6 MiB part): no object, no row, no open
+    multipart upload, and the upload is audited as aborted."""
+    token = live.stack.users["staff1"].token
+    path = f"uploads/cut/{kind}.pdf"
+    data = pdf_bytes(9 * 1024 * 1024, seed=51)
+    sent = data[: 7 * 1024 * 1024]
+    if kind == "content-length":
+        head = (f"PUT /api/v1/files/{path} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Length: {len(data)}\r\n\r\n")
+        body = sent
+    elif kind == "chunked":
+        head = (f"PUT /api/v1/files/{path} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n")
+        body = b"".join(b"%x\r\n%s\r\n" % (len(sent[i:i + 65536]), sent[i:i + 65536])
+                        for i in range(0, len(sent), 65536))  # no closing 0-size chunk
+    else:
+        boundary = "----cut-boundary"
+        preamble = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n"
+                    f"{path}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                    f"filename=\"x.pdf\"\r\nContent-Type: application/pdf\r\n\r\n").encode()
+        total = len(preamble) + len(data) + len(f"\r\n--{boundary}--\r\n")
+        head = (f"POST /api/v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {total}\r\n\r\n")
+        body = preamble + sent
+    _send_and_hang_up(live, head.encode(), body)
+    aborted = _aborted(live, path)
+    assert aborted, "no aborted upload in the trail"
+    assert 0 < aborted[-1].bytes <= len(sent)
+    _no_leftovers(live, path)
 
 
 def test_expired_link(small_live: LiveGateway) -> None:

@@ -60,12 +60,24 @@ def _bool_arg(name: str) -> bool:
 
 
 def _raw_body() -> Iterator[bytes]:
+    """The request body in pieces; an error if it ends before its ``Content-Length``.
+
+    The WSGI server hands a body cut short (the client went away mid-upload) to the
+    application as if it had ended: only the count tells, and a short upload must be
+    aborted, never stored as a complete file.
+    """
+    declared = _declared_length()
     stream = request.stream
+    received = 0
     while True:
         chunk = stream.read(READ_CHUNK)
         if not chunk:
-            return
+            break
+        received += len(chunk)
         yield chunk
+    if declared is not None and received < declared:
+        raise ApiError(400, "bad_request", f"the upload ended after {received} of its "
+                       f"{declared} bytes; nothing was stored")
 
 
 def _declared_length() -> int | None:
