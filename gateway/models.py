@@ -103,6 +103,22 @@ class User(Base):
     organisation: Mapped[Organisation] = relationship(back_populates="users")
 
 
+class BrowserSession(Base):
+    """A signed-in browser session, so that signing out ends it on the server too.
+
+    The session cookie carries a random session id; only its SHA-256 is stored here. A cookie
+    whose row is missing or ended no longer signs anyone in, even if it was copied before the
+    sign-out.
+    """
+
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class ApiToken(Base):
     """A bearer token for scripts. Only the SHA-256 of the token is stored."""
 

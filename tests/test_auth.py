@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.app import create_app
-from gateway.models import ApiToken, AuditEvent, utcnow
+from gateway.models import ApiToken, AuditEvent, BrowserSession, utcnow
 from gateway.security import hash_token
 from tests.stack import PASSWORD, Stack
 
@@ -111,6 +111,51 @@ def test_idle_session_ends(sqlite_stack: Stack) -> None:
     assert resp.status_code == 401
     assert resp.get_json()["error"]["code"] == "session_expired"
     assert client.get("/").status_code == 302
+
+
+def _session_rows(stack: Stack) -> list[BrowserSession]:
+    with stack.services.sessions() as s:
+        return list(s.scalars(select(BrowserSession).order_by(BrowserSession.created_at)))
+
+
+def test_a_session_cookie_copied_before_sign_out_is_refused_after(client,
+                                                                 sqlite_stack: Stack) -> None:
+    """Signing out ends the session on the server: replaying the old cookie signs nobody in,
+    and the server keeps only a hash of the session id."""
+    assert sign_in(client, sqlite_stack.users["staff1"].email).status_code == 302
+    stolen = client.get_cookie("gateway_session").value
+    assert client.get("/api/v1/files").status_code == 200
+    (row,) = _session_rows(sqlite_stack)
+    assert row.ended_at is None and row.id not in stolen  # stored hashed
+    assert client.post("/logout", data={"csrf_token": csrf_token(client, "/")}).status_code == 302
+    assert _session_rows(sqlite_stack)[0].ended_at is not None
+
+    client.set_cookie("gateway_session", stolen)
+    assert client.get("/api/v1/files").status_code == 401
+    assert client.get("/").status_code == 302  # to the sign-in page
+    # a fresh sign-in works, with a new session
+    assert sign_in(client, sqlite_stack.users["staff1"].email).status_code == 302
+    assert client.get("/api/v1/files").status_code == 200
+
+
+def test_signing_out_ends_only_that_session(sqlite_stack: Stack) -> None:
+    app = create_app(services=sqlite_stack.services, test_config={"TESTING": True})
+    desk, ward = app.test_client(), app.test_client()
+    for browser in (desk, ward):
+        assert sign_in(browser, sqlite_stack.users["staff1"].email).status_code == 302
+    desk.post("/logout", data={"csrf_token": csrf_token(desk, "/")})
+    assert desk.get("/api/v1/files").status_code == 401
+    assert ward.get("/api/v1/files").status_code == 200
+
+
+def test_an_idle_session_ends_on_the_server_too(sqlite_stack: Stack) -> None:
+    app = create_app(services=sqlite_stack.services,
+                     test_config={"TESTING": True, "IDLE_LOGOUT_SECONDS": 1})
+    client = app.test_client()
+    sign_in(client, sqlite_stack.users["staff1"].email)
+    time.sleep(1.3)
+    assert client.get("/api/v1/files").status_code == 401
+    assert [r.ended_at is not None for r in _session_rows(sqlite_stack)] == [True]
 
 
 def test_activity_keeps_session_alive(sqlite_stack: Stack) -> None:

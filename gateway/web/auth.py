@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,11 +32,11 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect, validate_csrf
 from wtforms.validators import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from ..models import ApiToken, Organisation, User, utcnow
+from ..models import ApiToken, BrowserSession, Organisation, User, utcnow
 from ..security import hash_token, verify_password
 from . import throttle
 from .context import anonymous_actor, current_actor, services
@@ -81,11 +82,42 @@ def _snapshot(user: User, org: Organisation, *, via_token: bool = False) -> Sign
     )
 
 
+def _session_key(sid: str) -> str:
+    return hashlib.sha256(sid.encode("utf-8")).hexdigest()
+
+
+def _start_browser_session(s, user: User) -> str:  # type: ignore[no-untyped-def]
+    """Record a new browser session for ``user`` (in the caller's transaction); its id."""
+    sid = secrets.token_urlsafe(32)
+    s.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id,
+                                           BrowserSession.ended_at.is_not(None)))
+    s.add(BrowserSession(id=_session_key(sid), user_id=user.id, created_at=utcnow()))
+    return sid
+
+
+def _end_browser_session(sid: str | None) -> None:
+    if not sid:
+        return
+    with services().sessions() as s:
+        row = s.get(BrowserSession, _session_key(sid))
+        if row is not None and row.ended_at is None:
+            row.ended_at = utcnow()
+            s.commit()
+
+
 @login_manager.user_loader
 def _load_user(user_id: str) -> SignedInUser | None:
+    # The cookie names the user and a session id: both must match a session that has not
+    # ended, so a cookie copied before the sign-out signs nobody in afterwards.
+    sid = session.get("sid")
+    if not isinstance(sid, str) or not sid:
+        return None
     with services().sessions() as s:
         row = s.execute(
-            select(User, Organisation).join(Organisation).where(User.id == int(user_id))
+            select(User, Organisation).join(Organisation)
+            .join(BrowserSession, BrowserSession.user_id == User.id)
+            .where(User.id == int(user_id), BrowserSession.id == _session_key(sid),
+                   BrowserSession.ended_at.is_(None))
         ).first()
         if row is None or not row[0].is_active:
             return None
@@ -233,6 +265,7 @@ def login():  # type: ignore[no-untyped-def]
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         signed_in = None
+        sid = ""
         with services().sessions() as s:
             row = s.execute(
                 select(User, Organisation).join(Organisation)
@@ -244,6 +277,7 @@ def login():  # type: ignore[no-untyped-def]
             if user is not None and org is not None and ok and user.is_active:
                 signed_in = _snapshot(user, org)
                 user.last_login_at = datetime.now(timezone.utc)
+                sid = _start_browser_session(s, user)
                 s.commit()
         # audit rows are written outside the session above: SQLite allows one writer at a time
         audit = _audit_log()
@@ -257,6 +291,7 @@ def login():  # type: ignore[no-untyped-def]
             flash("Wrong e-mail address or password.", "error")
             return render_template("login.html", form=form), 401
         session.clear()
+        session["sid"] = sid
         login_user(signed_in)
         session.permanent = True
         session["last_seen"] = time.time()
@@ -273,6 +308,7 @@ def logout():  # type: ignore[no-untyped-def]
         audit = _audit_log()
         if audit is not None:
             audit.record(action="logout", outcome="success", actor=current_actor(), http_status=302)
+    _end_browser_session(session.get("sid"))
     logout_user()
     session.clear()
     flash("You are signed out.", "info")
@@ -289,6 +325,7 @@ def _enforce_idle_timeout():  # type: ignore[no-untyped-def]
     now = time.time()
     last = session.get("last_seen")
     if last is not None and now - float(last) > idle:
+        _end_browser_session(session.get("sid"))
         session.clear()
         logout_user()
         if request.path.startswith("/api/"):
