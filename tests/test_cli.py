@@ -50,3 +50,25 @@ def test_admin_commands(sqlite_stack, monkeypatch) -> None:
     no_org = runner.invoke(cli, ["users", "create", "x@three.test", "--org", "nope",
                                  "--role", "staff"])
     assert no_org.exit_code == 1 and "no organisation" in no_org.output
+
+
+def test_user_and_token_commands_need_only_the_database(sqlite_stack) -> None:
+    """Managing users and tokens touches the database alone: no bucket, key or secret needed
+    (creating an organisation needs the master key, for its first key version)."""
+    only_db = {"GATEWAY_DATABASE_URL": sqlite_stack.env["GATEWAY_DATABASE_URL"],
+               "GATEWAY_S3_BUCKET": None, "GATEWAY_MASTER_KEY": None, "GATEWAY_SECRET_KEY": None}
+    runner = CliRunner()
+
+    def run(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(cli, list(args), env=only_db)
+
+    assert run("orgs", "list").exit_code == 0
+    made = run("users", "create", "clerk@example.test", "--org", "Clinic One", "--role", "staff")
+    assert made.exit_code == 0, made.output
+    token = run("tokens", "create", "clerk@example.test")
+    assert token.exit_code == 0 and token.output.strip().startswith("gwt_"), token.output
+    revoked = run("tokens", "revoke", "clerk@example.test")
+    assert revoked.exit_code == 0 and "revoked 1 token(s)" in revoked.output
+    org = run("orgs", "create", "Clinic Four")
+    assert org.exit_code == 1
+    assert org.output.count("\n") == 1 and "GATEWAY_MASTER_KEY" in org.output

@@ -38,7 +38,7 @@ def orgs() -> None:
 @click.argument("name")
 @click.option("--mode", type=click.Choice([m.value for m in EncryptionMode]), default="cse",
               show_default=True, help="Default encryption of the organisation's objects.")
-@with_services()
+@with_services(require=("GATEWAY_MASTER_KEY",))
 def orgs_create(services, name: str, mode: str) -> None:  # type: ignore[no-untyped-def]
     org_id = create_organisation(services, name, mode)
     click.echo(org_id)
@@ -62,7 +62,7 @@ def create_organisation(services, name: str, mode: str = "cse") -> str:  # type:
 
 
 @orgs.command("list", help="List organisations.")
-@with_services()
+@with_services(require=())  # the database alone
 def orgs_list(services) -> None:  # type: ignore[no-untyped-def]
     with services.sessions() as s:
         for org in s.scalars(select(Organisation).order_by(Organisation.name)):
@@ -79,7 +79,7 @@ def users() -> None:
 @click.option("--org", "org_ref", required=True, help="Organisation id or name.")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@with_services()
+@with_services(require=())  # the database alone
 def users_create(services, email: str, org_ref: str, role: str, password_stdin: bool) -> None:  # type: ignore[no-untyped-def]
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -118,7 +118,7 @@ def tokens() -> None:
 @tokens.command("create", help="Create an API token for a user; prints it once (only its hash is stored).")
 @click.argument("email")
 @click.option("--expires-days", type=click.IntRange(1, 3650), default=90, show_default=True)
-@with_services()
+@with_services(require=())  # the database alone
 def tokens_create(services, email: str, expires_days: int) -> None:  # type: ignore[no-untyped-def]
     click.echo(create_token(services, email, expires_days))
 
@@ -140,7 +140,7 @@ def create_token(services, email: str, expires_days: int = 90) -> str:  # type: 
 @tokens.command("revoke", help="Revoke every token of a user, or the one starting with --prefix.")
 @click.argument("email")
 @click.option("--prefix", default=None, help="The first characters of the token to revoke.")
-@with_services()
+@with_services(require=())  # the database alone
 def tokens_revoke(services, email: str, prefix: str | None) -> None:  # type: ignore[no-untyped-def]
     with services.sessions() as s:
         user = s.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
