@@ -69,8 +69,22 @@ def test_wsgi_app_refuses_to_start_with_one_line(name: str) -> None:
 
 def test_command_refuses_with_one_line() -> None:
     env = _clean_env(**{k: v for k, v in GOOD.items() if k != "GATEWAY_SECRET_KEY"})
-    proc = subprocess.run([sys.executable, "-m", "gateway", "orgs", "list"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "gateway", "files", "purge"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "GATEWAY_SECRET_KEY" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("sqlite:///{tmp}/empty.db", "no such table: organisations (run `gateway db upgrade`)"),
+    ("postgresql+psycopg://nobody@127.0.0.1:1/none", "Connection refused"),
+])
+def test_a_database_problem_is_one_line(tmp_path, url: str, expected: str) -> None:
+    env = _clean_env(GATEWAY_DATABASE_URL=url.format(tmp=tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "gateway", "orgs", "list"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gateway: database error: "), proc.stderr
+    assert expected in lines[0]

@@ -30,8 +30,29 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="gateway")
+    """Console-script entry point.
+
+    A database that cannot be reached, or has no tables yet, stops a command with one line
+    that says so, never a traceback.
+    """
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        cli(prog_name="gateway", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        raise SystemExit(1) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except (OperationalError, ProgrammingError) as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+        hint = " (run `gateway db upgrade`)" if "no such table" in reason or \
+            "does not exist" in reason else ""
+        click.echo(f"gateway: database error: {reason}{hint}", err=True)
+        raise SystemExit(1) from None
 
 
 __all__ = ["cli", "main", "GROUPS"]
