@@ -7,9 +7,9 @@ monitor, one OSD (memstore: data in memory) and radosgw (beast frontend on 127.0
 HTTP, SSE-C allowed over it), then creates an S3 user whose keys are the session's fake AWS
 credentials (``testing``/``testing``, see ``aws_env``), so the gateway's own boto3 clients
 reach Ceph unchanged. It starts only when a test asks for it (about 2 s) and is stopped,
-daemon by daemon, at the end of the session. See ``notes/ceph-rgw.md`` for the settings;
-one more here, ``paxos_propose_interval``, makes the monitor publish each map change within
-50 ms instead of a second: bring-up needs a dozen of them (about 12 s otherwise).
+daemon by daemon, at the end of the session. The settings are in :meth:`write_conf`; one of
+them, ``paxos_propose_interval``, makes the monitor publish each map change within 50 ms
+instead of a second: bring-up needs a dozen of them (about 12 s otherwise).
 
 Tests using the fixture are marked ``ceph`` (``-m "not ceph"`` deselects them). Missing
 binaries or a failed start skip them, or fail them under ``GATEWAY_TEST_REQUIRE_ALL=1``.
@@ -233,7 +233,7 @@ ms_mon_client_mode = crc
     # -- bring-up ------------------------------------------------------------------------------
 
     def start(self) -> CephEndpoint:
-        """Bring the cluster up (the order of notes/ceph-rgw.md); CephStartError on failure."""
+        """Bring the cluster up (monitor, OSD, then radosgw); CephStartError on failure."""
         started = time.monotonic()
         self.write_conf()
         monmap = self.base / "monmap"
