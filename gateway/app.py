@@ -47,6 +47,14 @@ def create_app(
     if test_config:
         app.config.update(test_config)
     app.extensions["gateway"] = services
+    if settings.trusted_proxies:
+        # Behind a TLS terminator the peer is the proxy: believe the client address (for the
+        # audit trail and the sign-in throttle), scheme and host it forwards, and only from
+        # that many proxies; with none trusted, those headers are ignored (anyone can send them).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     from .web import auth, context, errors, health, pages, headers
 

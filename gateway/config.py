@@ -37,6 +37,8 @@ class Settings:
     read_link_seconds: int = DEFAULT_READ_LINK_SECONDS
     write_link_seconds: int = DEFAULT_WRITE_LINK_SECONDS
     idle_logout_seconds: int = DEFAULT_IDLE_LOGOUT_SECONDS
+    #: reverse proxies in front whose X-Forwarded-For/-Proto/-Host are believed (0: none)
+    trusted_proxies: int = 0
     dev: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -97,6 +99,7 @@ class Settings:
             idle_logout_seconds=_positive_int(
                 get, "GATEWAY_IDLE_LOGOUT_SECONDS", DEFAULT_IDLE_LOGOUT_SECONDS
             ),
+            trusted_proxies=_positive_int(get, "GATEWAY_TRUSTED_PROXIES", 0, allow_zero=True),
             dev=dev,
         )
 
@@ -118,7 +121,8 @@ def parse_master_key(value: str) -> tuple[str, str]:
     return scheme, rest
 
 
-def _positive_int(get, name: str, default: int) -> int:  # type: ignore[no-untyped-def]
+def _positive_int(get, name: str, default: int, *,  # type: ignore[no-untyped-def]
+                  allow_zero: bool = False) -> int:
     raw = get(name)
     if raw is None:
         return default
@@ -126,8 +130,9 @@ def _positive_int(get, name: str, default: int) -> int:  # type: ignore[no-untyp
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} is malformed: expected a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} is malformed: must be greater than zero")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SettingsError(f"{name} is malformed: must be "
+                            f"{'zero or more' if allow_zero else 'greater than zero'}")
     return value
 
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.app import create_app
+from gateway.services import build_services
 from gateway.models import ApiToken, AuditEvent, BrowserSession, utcnow
 from gateway.security import hash_token
 from tests.stack import PASSWORD, Stack
@@ -217,3 +218,38 @@ def test_security_headers(client) -> None:
     assert resp.headers["X-Frame-Options"] == "SAMEORIGIN"
     cookies = [c for c in resp.headers.getlist("Set-Cookie") if c.startswith("gateway_session=")]
     assert cookies and "HttpOnly" in cookies[0] and "SameSite=Lax" in cookies[0]
+
+
+def _failed_sign_in_addresses(stack: Stack) -> list[str | None]:
+    with stack.services.sessions() as s:
+        return list(s.scalars(select(AuditEvent.client_addr)
+                              .where(AuditEvent.action == "login_failed")
+                              .order_by(AuditEvent.id)))
+
+
+@pytest.mark.parametrize("trusted", [0, 1])
+def test_forwarded_client_addresses_only_from_trusted_proxies(sqlite_stack: Stack,
+                                                              trusted: int) -> None:
+    """Behind a TLS terminator (GATEWAY_TRUSTED_PROXIES=1) the audit trail and the sign-in
+    throttle see each client's address; with no proxy trusted, a forged header changes
+    nothing."""
+    services = build_services(sqlite_stack.settings.with_changes(trusted_proxies=trusted))
+    try:
+        app = create_app(services=services,
+                         test_config={"TESTING": True, "LOGIN_RATE_LIMIT": "2 per minute"})
+        statuses = []
+        for n in range(4):
+            client = app.test_client()
+            client.environ_base["HTTP_X_FORWARDED_FOR"] = f"203.0.113.{n % 2 + 1}"
+            statuses.append(sign_in(client, f"nobody{n}@example.test", "bad password").status_code)
+        addresses = _failed_sign_in_addresses(sqlite_stack)
+    finally:
+        services.close()
+    if trusted:
+        # two clients, two attempts each: each within its own limit
+        assert statuses == [401, 401, 401, 401]
+        assert addresses == ["203.0.113.1", "203.0.113.2", "203.0.113.1", "203.0.113.2"]
+    else:
+        # one peer whatever the header says: the third attempt is over the limit
+        assert statuses == [401, 401, 429, 429]
+        assert addresses == ["127.0.0.1", "127.0.0.1"]

@@ -44,6 +44,8 @@ def test_each_required_setting_is_named_when_missing(name: str) -> None:
         ("GATEWAY_S3_BUCKET", "Bad_Bucket"),
         ("GATEWAY_DATABASE_URL", "instance/gateway.db"),
         ("GATEWAY_SECRET_KEY", "short"),
+        ("GATEWAY_TRUSTED_PROXIES", "-1"),
+        ("GATEWAY_TRUSTED_PROXIES", "all"),
     ],
 )
 def test_malformed_setting_is_named(name: str, value: str) -> None:
@@ -88,3 +90,9 @@ def test_a_database_problem_is_one_line(tmp_path, url: str, expected: str) -> No
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gateway: database error: "), proc.stderr
     assert expected in lines[0]
+
+
+def test_trusted_proxies_default_to_none() -> None:
+    assert Settings.from_env(GOOD).trusted_proxies == 0
+    assert Settings.from_env({**GOOD, "GATEWAY_TRUSTED_PROXIES": "0"}).trusted_proxies == 0
+    assert Settings.from_env({**GOOD, "GATEWAY_TRUSTED_PROXIES": "2"}).trusted_proxies == 2
