@@ -40,6 +40,14 @@ def pg_live(postgres_server: PostgresServer, moto_endpoint: str,
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def stored(live: LiveGateway, name: str, size: int, seed: int) -> tuple[str, bytes]:
+    """Upload ``size`` bytes as ``uploads/fc/NAME``; its URL and content."""
+    data = pdf_bytes(size, seed=seed)
+    url = f"{live.url}/api/v1/files/uploads/fc/{name}"
+    assert requests.put(url, data=data, headers=auth(live, "staff1"), timeout=120).status_code == 201
+    return url, data
+
+
 @contextmanager
 def database_down(server: PostgresServer, name: str) -> Iterator[None]:
     """Refuse new connections to ``name`` and end every open one, then allow them again."""
@@ -57,9 +65,7 @@ def database_down(server: PostgresServer, name: str) -> Iterator[None]:
 def test_nothing_is_served_while_the_audit_database_is_down(
         pg_live: tuple[LiveGateway, str], postgres_server: PostgresServer) -> None:
     live, name = pg_live
-    data = pdf_bytes(3 * MIB + 5, seed=11)
-    url = f"{live.url}/api/v1/files/uploads/fc/scan.pdf"
-    assert requests.put(url, data=data, headers=auth(live, "staff1"), timeout=60).status_code == 201
+    url, data = stored(live, "scan.pdf", 3 * MIB + 5, seed=11)
     keys_before = sorted(live.stack.services.store.list_keys())
 
     with database_down(postgres_server, name):
@@ -93,9 +99,7 @@ def test_nothing_is_served_while_the_audit_database_is_down(
 def test_a_download_whose_end_cannot_be_recorded_is_cut_short(
         pg_live: tuple[LiveGateway, str], postgres_server: PostgresServer) -> None:
     live, name = pg_live
-    data = pdf_bytes(24 * MIB + 3, seed=13)
-    url = f"{live.url}/api/v1/files/uploads/fc/big.pdf"
-    assert requests.put(url, data=data, headers=auth(live, "staff1"), timeout=120).status_code == 201
+    url, data = stored(live, "big.pdf", 24 * MIB + 3, seed=13)
 
     resp = requests.get(url, headers=auth(live, "staff1"), stream=True, timeout=60)
     assert resp.status_code == 200

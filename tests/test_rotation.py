@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -143,6 +144,26 @@ class Recorder:
 
 def cli_run(stack: Stack, *args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, list(args), env=stack.env, catch_exceptions=False)
+
+
+def kill_midway(stack: Stack, args: list[str], progress: Callable[[], int], at: int,
+                poll: float = 0.02) -> int:
+    """Run ``gateway ARGS`` in its own process and SIGKILL it once ``progress()`` reaches
+    ``at``; returns the progress seen. Fails if the command ended before it could be killed."""
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", *args], cwd=ROOT,
+                            env={**os.environ, **stack.env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = progress()
+        if done >= at:
+            break
+        time.sleep(poll)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"gateway {' '.join(args)} finished first"
+    return done
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,20 +423,14 @@ def test_reencrypt_survives_sigkill_and_resumes(sqlite_stack: Stack) -> None:
     before = {p: (r.storage_id, r.s3_key, r.wrapped_data_key) for p, r in
               rows(stack, stack.org1).items()}
     env = {**os.environ, **stack.env}
-    command = [sys.executable, "-m", "gateway", "keys", "reencrypt", "--org", stack.org1]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    done = 0
-    while time.monotonic() < deadline and proc.poll() is None:
+    args = ["keys", "reencrypt", "--org", stack.org1]
+    command = [sys.executable, "-m", "gateway", *args]
+
+    def job_done() -> int:
         with stack.services.sessions() as s:
-            done = s.scalar(select(Job.done_count).where(Job.kind == "reencrypt")) or 0
-        if done >= 5:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, "the job finished before it could be killed"
+            return s.scalar(select(Job.done_count).where(Job.kind == "reencrypt")) or 0
+
+    done = kill_midway(stack, args, job_done, at=5)
     assert 0 < done < 200
 
     check_all(stack, "staff1", made)  # every object readable after the crash

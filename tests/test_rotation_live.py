@@ -5,29 +5,23 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import requests
 from sqlalchemy import select
 
-from gateway.models import Job, StoredObject
+from gateway.models import Job
 from tests.stack import ROOT, LiveGateway, Stack
-from tests.test_rotation import bucket_keys, check_all, content, rows, upload
+from tests.test_rotation import bucket_keys, check_all, content, kill_midway, rows, upload
 
 RUN_TIMEOUT = 180
 
 
-def gateway_command(stack: Stack, *args: str) -> list[str]:
-    return [sys.executable, "-m", "gateway", *args]
-
-
 def run(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(gateway_command(stack, *args), cwd=ROOT, env={**os.environ, **stack.env},
+    done = subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, env={**os.environ, **stack.env},
                           capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert done.returncode == 0, (args, done.stdout, done.stderr)
     return done
@@ -60,20 +54,9 @@ def test_rewrap_killed_with_sigkill_resumes_and_loses_nothing(sqlite_stack: Stac
     total = 300
     made = upload(stack, "staffs", total, size=700)
     run(stack, "keys", "rotate", "--org", org)
-    command = gateway_command(stack, "keys", "rewrap", "--org", org)
-    env = {**os.environ, **stack.env}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    done = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = sum(1 for o in rows(stack, org).values() if o.key_version == 2)
-        if done >= 10:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, "the rewrap finished before it could be killed"
+    kill_midway(stack, ["keys", "rewrap", "--org", org],
+                lambda: sum(1 for o in rows(stack, org).values() if o.key_version == 2),
+                at=10, poll=0.005)
     versions = {o.key_version for o in rows(stack, org).values()}
     assert versions == {1, 2}, versions  # killed midway: both versions in use
 

@@ -41,6 +41,9 @@ def _wants_html() -> bool:
     return request.accept_mimetypes.accept_html
 
 
+DATABASE_DOWN = "the database (and with it the audit log) is unavailable; nothing was served"
+
+
 def translate(exc: BaseException) -> ApiError | None:
     """Map an exception raised below the web layer to its answer (``None``: unexpected)."""
     from ..config import SettingsError
@@ -51,10 +54,8 @@ def translate(exc: BaseException) -> ApiError | None:
         ("gateway.audit", "AuditUnavailable", 503, "audit_unavailable",
          "the audit log is unavailable; nothing was served"),
         # the database holds the audit log: when it cannot be reached, nothing is served
-        ("sqlalchemy.exc", "OperationalError", 503, "audit_unavailable",
-         "the database (and with it the audit log) is unavailable; nothing was served"),
-        ("sqlalchemy.exc", "InterfaceError", 503, "audit_unavailable",
-         "the database (and with it the audit log) is unavailable; nothing was served"),
+        ("sqlalchemy.exc", "OperationalError", 503, "audit_unavailable", DATABASE_DOWN),
+        ("sqlalchemy.exc", "InterfaceError", 503, "audit_unavailable", DATABASE_DOWN),
         ("gateway.keyring", "KeyringError", 503, "keyring_unavailable",
          "the keyring is unavailable; nothing was served"),
         ("gateway.storage", "StorageNotFound", 404, "not_found", "no such object"),

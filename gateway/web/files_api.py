@@ -59,14 +59,13 @@ def _bool_arg(name: str) -> bool:
 # -- request bodies --------------------------------------------------------------------------
 
 
-def _raw_body() -> Iterator[bytes]:
+def _raw_body(declared: int | None) -> Iterator[bytes]:
     """The request body in pieces; an error if it ends before its ``Content-Length``.
 
     The WSGI server hands a body cut short (the client went away mid-upload) to the
-    application as if it had ended: only the count tells, and a short upload must be
-    aborted, never stored as a complete file.
+    application as if it had ended: only the count against ``declared`` (the
+    ``Content-Length``) tells, and a short upload must be aborted, never stored as complete.
     """
-    declared = _declared_length()
     stream = request.stream
     received = 0
     while True:
@@ -103,9 +102,10 @@ def _created(obj: StoredObject) -> Response:
 @bp.put("/files/<objpath:path>")
 @login_required_api
 def put_file(path: str) -> Response:
+    declared = _declared_length()
     obj = services().objects.upload(
-        current_actor(), path, _raw_body(), overwrite=_bool_arg("overwrite"),
-        declared_size=_declared_length(), via="put",
+        current_actor(), path, _raw_body(declared), overwrite=_bool_arg("overwrite"),
+        declared_size=declared, via="put",
     )
     return _created(obj)
 
@@ -290,8 +290,9 @@ def use_link(token: str) -> Response:
     actor, payload = _link_actor(token, request.method)
     objects = services().objects
     if request.method == "PUT":
-        obj = objects.upload(actor, payload["p"], _raw_body(), overwrite=False,
-                             declared_size=_declared_length(), via="link",
+        declared = _declared_length()
+        obj = objects.upload(actor, payload["p"], _raw_body(declared), overwrite=False,
+                             declared_size=declared, via="link",
                              object_id=payload.get("i"))
         return _created(obj)
     obj = objects.get_by_id(actor, payload["i"], "link_used")
