@@ -24,7 +24,7 @@ help: ## list the targets
 	@echo
 	@echo "variables: VENV=$(VENV) PYTHON=$(PYTHON) HOST=$(HOST) PORT=$(PORT) PYTEST_ARGS=..."
 
-install: $(STAMP) ## create the virtualenv (VENV) and install the package with its test extras
+install: $(STAMP) ## create the virtualenv (VENV) and install the package with its dev and test extras
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,14 @@ $(VENV)/pyvenv.cfg:
 # Reinstall only when the project's metadata changed (or the virtualenv was recreated).
 $(STAMP): $(PROJECT_FILES) $(VENV)/pyvenv.cfg
 	@echo "installing into $(VENV) ..."
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[test]'
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev,test]'
 	@touch $@ $(RUN_STAMP)
 
-# `make run` needs only the package itself (no browser driver or test tools): a faster first start.
+# `make run` needs the package and its dev extra (the embedded S3 endpoint), no browser driver
+# or test tools: a faster first start.
 $(RUN_STAMP): $(PROJECT_FILES) $(VENV)/pyvenv.cfg
 	@echo "installing into $(VENV) ..."
-	$(PY) -m pip install $(PIP_FLAGS) -e .
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[dev]'
 	@touch $@
 
 run: $(RUN_STAMP) ## start the embedded dev stack (gateway dev) on http://HOST:PORT

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway import envelope  # noqa: E402
+from gateway.crypto import envelope  # noqa: E402
 
 MIB = 1 << 20
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gateway import rotation  # noqa: E402
+from gateway.keys import rotation  # noqa: E402
 from gateway.principal import Actor  # noqa: E402
 
 KIB = 1 << 10

@@ -273,9 +273,8 @@ def worst_growth(transfers: list[Transfer], direction: str | None = None) -> int
 def ranged_read(bench: Bench, data: bytes, path: str, range_bytes: int) -> int:
     """Read ``range_bytes`` from the middle of ``path`` through a second gateway whose S3
     traffic goes through a counting relay; returns the body bytes S3 sent it."""
+    from gateway.crypto import envelope
     from tests.stack import LiveGateway
-
-    from gateway import envelope
 
     relay = CountingRelay(bench.moto.port)
     stack = dataclasses.replace(bench.stack,

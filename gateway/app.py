@@ -5,10 +5,12 @@ from datetime import timedelta
 from typing import Any, Mapping
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import PathConverter
 
 from .config import Settings
 from .services import Services, build_services
+from .web import audit_api, auth, context, errors, files_api, headers, health, pages
 
 
 def create_app(
@@ -51,12 +53,8 @@ def create_app(
         # Behind a TLS terminator the peer is the proxy: believe the client address (for the
         # audit trail and the sign-in throttle), scheme and host it forwards, and only from
         # that many proxies; with none trusted, those headers are ignored (anyone can send them).
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-
-    from .web import auth, context, errors, health, pages, headers
 
     context.init_app(app)
     errors.init_app(app)
@@ -64,36 +62,17 @@ def create_app(
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
-    _register_optional_blueprints(app)
-
-    from .cli import GROUPS
-
-    for command in GROUPS:
-        app.cli.add_command(command)
+    for api in (files_api, audit_api):
+        app.register_blueprint(api.bp)
+        auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes
     return app
 
 
 class ObjectPathConverter(PathConverter):
     """Everything after the prefix, newlines and leading slashes included, so that every
-    hostile path reaches :func:`gateway.paths.normalize_path` and is refused with an audit row
+    hostile path reaches :func:`gateway.files.paths.normalize_path` and is refused with an audit row
     rather than by the router."""
 
     regex = r"[\s\S]+"
     part_isolating = False
 
-
-def _register_optional_blueprints(app: Flask) -> None:
-    """Blueprints of areas that register themselves when present."""
-    import importlib
-
-    for name in ("files_api", "audit_api"):
-        try:
-            module = importlib.import_module(f".web.{name}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.web.{name}":
-                continue
-            raise
-        app.register_blueprint(module.bp)
-        from .web.auth import csrf
-
-        csrf.exempt(module.bp)  # these check CSRF themselves for cookie-authenticated writes

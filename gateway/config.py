@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
+from .errors import GatewayError
+
 DEFAULT_DATABASE_URL = "sqlite:///instance/gateway.db"
 DEFAULT_MASTER_KEY = "file:keys/master.key"
 DEFAULT_MAX_UPLOAD_BYTES = 262_144_000
@@ -20,8 +22,11 @@ DEFAULT_IDLE_LOGOUT_SECONDS = 900
 REQUIRED = ("GATEWAY_S3_BUCKET", "GATEWAY_MASTER_KEY", "GATEWAY_SECRET_KEY")
 
 
-class SettingsError(Exception):
-    """A setting is missing or malformed; the message names the variable."""
+class SettingsError(GatewayError):
+    """A setting is missing or malformed; the message names the variable (HTTP 503)."""
+
+    status, code = 503, "misconfigured"
+    public_message = "the gateway is misconfigured"
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,23 @@
-"""The application's services, built once from the settings.
+"""The application's services, built once from the settings: the one composition root.
 
 The web app and the command line both go through :func:`build_services`, so a command sees
-exactly the keyring, store and audit log the web app does.
+exactly the keyring, store and audit log the web app does. Everything below this module is
+handed what it needs; nothing imports this module back.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .audit import AuditLog
 from .config import Settings
 from .db import make_engine, make_session_factory
-
-if TYPE_CHECKING:
-    from .audit import AuditLog
-    from .keyring import Keyring
-    from .objects import ObjectService
-    from .storage import ObjectStore
+from .files import ObjectService
+from .keys import Keyring, load_master_key
+from .storage import ObjectStore
 
 
 @dataclass
@@ -33,24 +32,18 @@ class Services:
     @property
     def keyring(self) -> Keyring:
         if "keyring" not in self._cache:
-            from .keyring import Keyring, load_master_key
-
             self._cache["keyring"] = Keyring(self.sessions, load_master_key(self.settings))
         return self._cache["keyring"]
 
     @property
     def audit(self) -> AuditLog:
         if "audit" not in self._cache:
-            from .audit import AuditLog
-
             self._cache["audit"] = AuditLog(self.sessions, self.keyring)
         return self._cache["audit"]
 
     @property
     def store(self) -> ObjectStore:
         if "store" not in self._cache:
-            from .storage import ObjectStore
-
             self._cache["store"] = ObjectStore(
                 self.settings.s3_bucket, endpoint_url=self.settings.s3_endpoint_url
             )
@@ -59,9 +52,10 @@ class Services:
     @property
     def objects(self) -> ObjectService:
         if "objects" not in self._cache:
-            from .objects import ObjectService
-
-            self._cache["objects"] = ObjectService(self)
+            self._cache["objects"] = ObjectService(
+                sessions=self.sessions, keyring=self.keyring, store=self.store,
+                audit=self.audit, max_upload_bytes=self.settings.max_upload_bytes,
+            )
         return self._cache["objects"]
 
     def close(self) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
-from gateway import models  # noqa: F401  (registers every table)
-from gateway.db import Base, make_engine
+from gateway.db import (
+    Base,
+    make_engine,
+    models,  # noqa: F401  (registers every table)
+)
 
 config = context.config
 target_metadata = Base.metadata

@@ -23,7 +23,7 @@ _HASHES: dict[str, str] = {}
 def password_hash() -> str:
     """The Argon2 hash of :data:`PASSWORD`, computed once (hashing is slow on purpose)."""
     if "h" not in _HASHES:
-        from gateway.security import hash_password
+        from gateway.accounts import hash_password
 
         _HASHES["h"] = hash_password(PASSWORD)
     return _HASHES["h"]
@@ -55,7 +55,7 @@ class Stack:
 
 def stack_env(db_url: str, moto_endpoint: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     """The GATEWAY_* variables of a fresh stack (own bucket and master key)."""
-    from gateway.keyring import init_master_key_file
+    from gateway.keys import init_master_key_file
 
     key_path = tmp_path / "keys" / "master.key"
     if not key_path.exists():
@@ -73,8 +73,8 @@ def stack_env(db_url: str, moto_endpoint: str, tmp_path: Path, **extra: str) -> 
 
 def build_stack(db_url: str, moto_endpoint: str, tmp_path: Path, **extra: str) -> Stack:
     """Migrate, create the bucket, and seed two organisations (and an SSE-C one) with users."""
-    from gateway.cli.admin import create_organisation, create_token, create_user
-    from gateway.migrate import upgrade
+    from gateway.accounts import create_organisation, create_token, create_user
+    from gateway.db import upgrade
 
     env = stack_env(db_url, moto_endpoint, tmp_path, **extra)
     settings = Settings.from_env(env)

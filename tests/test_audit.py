@@ -19,15 +19,14 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import audit as audit_module
 from gateway.audit import (
     GENESIS_HASH,
-    Action,
-    Outcome,
     SYSTEM_CHAIN,
+    Action,
     AuditArchiveError,
     AuditLog,
     AuditUnavailable,
+    Outcome,
     archive_key,
     archive_month,
     cursor_after,
@@ -44,9 +43,9 @@ from gateway.audit import (
     verify,
     verify_archive,
 )
-from gateway.db import make_engine, make_session_factory
-from gateway.migrate import alembic_config, upgrade
-from gateway.models import AuditChainHead, AuditEvent
+from gateway.audit import verification as audit_module
+from gateway.db import alembic_config, make_engine, make_session_factory, upgrade
+from gateway.db.models import AuditChainHead, AuditEvent
 from gateway.principal import Actor
 from tests.services import free_port
 

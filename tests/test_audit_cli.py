@@ -14,7 +14,7 @@ from sqlalchemy import select
 from gateway.audit import AuditLog, AuditUnavailable, query
 from gateway.cli.audit import audit
 from gateway.config import Settings
-from gateway.models import AuditEvent, Organisation
+from gateway.db.models import AuditEvent, Organisation
 from gateway.principal import Actor
 from gateway.services import Services
 from tests.test_audit import ORG_A, ORG_B, Clock, Db, FakeKeyring, db  # noqa: F401  (fixture)

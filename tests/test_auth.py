@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from gateway.accounts import hash_token
 from gateway.app import create_app
+from gateway.db.models import ApiToken, AuditEvent, BrowserSession, utcnow
 from gateway.services import build_services
-from gateway.models import ApiToken, AuditEvent, BrowserSession, utcnow
-from gateway.security import hash_token
 from tests.stack import PASSWORD, Stack
 
 

@@ -29,10 +29,17 @@ import requests
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
-from gateway import envelope, rotation
-from gateway.models import Organisation, StoredObject
+from gateway.crypto import envelope
+from gateway.db.models import Organisation, StoredObject
+from gateway.keys import rotation
 from gateway.principal import Actor
-from gateway.storage import BPA_RELAXED, ObjectStore, SseCRefused, StorageError, ssec_params
+from gateway.storage import (
+    BPA_RELAXED,
+    ObjectStore,
+    SseCRefused,
+    StorageError,
+    ssec_params,
+)
 from tests.ceph import CephEndpoint
 from tests.stack import LiveGateway, Stack, build_stack
 

@@ -13,10 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.cli import cli
-from gateway.db import make_engine, make_session_factory
-from gateway.keyring import FileMasterKey, Keyring, add_master_key_version, init_master_key_file
-from gateway.migrate import upgrade
-from gateway.models import AuditKey, OrgKeyVersion, StoredObject
+from gateway.db import make_engine, make_session_factory, upgrade
+from gateway.db.models import AuditKey, OrgKeyVersion, StoredObject
+from gateway.keys import (
+    FileMasterKey,
+    Keyring,
+    add_master_key_version,
+    init_master_key_file,
+)
 from tests.test_keyring import add_object, file_keys, make_org
 
 GATEWAY_VARIABLES = [
@@ -50,7 +54,7 @@ class KeyEnv:
         self.keyring = Keyring(self.sessions, FileMasterKey(key_path))
 
     def audit_events(self, action: str) -> list[tuple[str, str | None]]:
-        from gateway.models import AuditEvent
+        from gateway.db.models import AuditEvent
 
         with self.sessions() as session:
             return [

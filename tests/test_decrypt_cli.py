@@ -14,12 +14,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import envelope
 from gateway.cli import cli
-from gateway.db import make_engine, make_session_factory
-from gateway.keyring import FileMasterKey, Keyring, init_master_key_file
-from gateway.migrate import upgrade
-from gateway.models import StoredObject, new_id
+from gateway.crypto import envelope
+from gateway.db import make_engine, make_session_factory, upgrade
+from gateway.db.models import StoredObject, new_id
+from gateway.keys import FileMasterKey, Keyring, init_master_key_file
 from tests.test_cli_keys import GATEWAY_VARIABLES
 from tests.test_keyring import add_object, make_org
 
@@ -71,7 +70,7 @@ class Catalog:
             return Copied(path, plaintext, row.id, storage_id)
 
     def audit_outcomes(self) -> list[str]:
-        from gateway.models import AuditEvent
+        from gateway.db.models import AuditEvent
 
         with self.sessions() as session:
             return list(session.scalars(

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import envelope
-from gateway.envelope import (
+from gateway.crypto import envelope
+from gateway.crypto.envelope import (
     HEADER_SIZE,
     TAG_SIZE,
     DecryptionError,

@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from gateway.models import AuditEvent, StoredObject
+from gateway.db.models import AuditEvent, StoredObject
 from tests.stack import LiveGateway, build_stack
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
@@ -248,7 +248,7 @@ def test_tampered_segment_stops_the_response(live: LiveGateway) -> None:
 def test_truncated_object_never_completes(live: LiveGateway) -> None:
     """The bucket's copy cut at a segment boundary (its last segment gone): the download stops
     before the end, whatever was sent is a true prefix, and the failure is audited."""
-    from gateway import envelope
+    from gateway.crypto import envelope
 
     data = pdf_bytes(3 * 1024 * 1024 - 5, seed=14)
     resp = put(live, "staff1", "uploads/truncated.pdf", data)

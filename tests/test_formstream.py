@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from werkzeug.formparser import parse_form_data
 from werkzeug.test import EnvironBuilder
 
-from gateway import formstream
-from gateway.formstream import FormError, FormField, FormFile, FormStream
+from gateway.files import FormError, FormField, FormFile, FormStream, formstream
 
 BOUNDARY = "----WebKitFormBoundary7MA4YWxkTrZu0gW"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"

@@ -13,10 +13,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import envelope
 from gateway.config import Settings
-from gateway.db import make_engine, make_session_factory
-from gateway.keyring import (
+from gateway.crypto import envelope
+from gateway.db import make_engine, make_session_factory, upgrade
+from gateway.db.models import (
+    AuditKey,
+    KeyState,
+    Organisation,
+    OrgKeyVersion,
+    StoredObject,
+    new_id,
+)
+from gateway.keys import (
     FileMasterKey,
     KeyInUse,
     Keyring,
@@ -29,8 +37,6 @@ from gateway.keyring import (
     load_master_key,
     retire_master_key_version,
 )
-from gateway.migrate import upgrade
-from gateway.models import AuditKey, KeyState, Organisation, OrgKeyVersion, StoredObject, new_id
 
 # --------------------------------------------------------------------------------------------
 # Helpers (also used by the command-line tests)
@@ -67,7 +73,7 @@ def add_object(
     deleted: bool = False,
 ) -> StoredObject:
     """Insert a catalog row (not committed)."""
-    from gateway.models import utcnow
+    from gateway.db.models import utcnow
 
     storage_id = storage_id or new_id()
     row = StoredObject(
@@ -328,7 +334,7 @@ def kms(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 
 def test_kms_round_trip_and_context_enforced(kms) -> None:  # type: ignore[no-untyped-def]
-    from gateway.kms import KmsMasterKey
+    from gateway.keys import KmsMasterKey
 
     key = kms.create_key(Description="gateway master")["KeyMetadata"]
     provider = KmsMasterKey(key["KeyId"], kms)
@@ -350,7 +356,7 @@ def test_kms_round_trip_and_context_enforced(kms) -> None:  # type: ignore[no-un
 
 
 def test_kms_missing_key_is_a_keyring_error(kms) -> None:  # type: ignore[no-untyped-def]
-    from gateway.kms import KmsMasterKey
+    from gateway.keys import KmsMasterKey
 
     provider = KmsMasterKey("alias/does-not-exist", kms)
     with pytest.raises(KeyringError, match="KMS DescribeKey failed"):
@@ -388,7 +394,7 @@ def test_keyring_over_kms(
 
 
 def test_kms_endpoint_setting_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.kms import make_kms_client
+    from gateway.keys import make_kms_client
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("GATEWAY_KMS_ENDPOINT_URL", "http://127.0.0.1:9")

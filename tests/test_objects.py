@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from gateway.cli import cli
-from gateway.models import AuditEvent, StoredObject, utcnow
-from gateway.objects import NotFound, TooLarge, UnsupportedType
+from gateway.db.models import AuditEvent, StoredObject, utcnow
+from gateway.files import NotFound, TooLarge, UnsupportedType
 from gateway.principal import Actor
 from tests.stack import Stack
 

@@ -7,8 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import paths
-from gateway.paths import CATEGORIES, ObjectPath, PathError, normalize_path, normalize_prefix
+from gateway.files import (
+    CATEGORIES,
+    ObjectPath,
+    PathError,
+    normalize_path,
+    normalize_prefix,
+    paths,
+)
 
 
 def test_categories() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.ranges import (
+from gateway.files.ranges import (
     ByteRange,
     RangeNotSatisfiable,
     content_disposition,

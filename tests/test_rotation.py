@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from gateway import rotation
 from gateway.cli import cli
-from gateway.models import AuditEvent, Job, Organisation, StoredObject
+from gateway.db.models import AuditEvent, Job, Organisation, StoredObject
+from gateway.keys import rotation
 from gateway.principal import Actor
 from gateway.storage import StorageError
 from tests.stack import ROOT, Stack

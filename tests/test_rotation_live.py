@@ -13,9 +13,16 @@ from pathlib import Path
 import requests
 from sqlalchemy import select
 
-from gateway.models import Job
+from gateway.db.models import Job
 from tests.stack import ROOT, LiveGateway, Stack
-from tests.test_rotation import bucket_keys, check_all, content, kill_midway, rows, upload
+from tests.test_rotation import (
+    bucket_keys,
+    check_all,
+    content,
+    kill_midway,
+    rows,
+    upload,
+)
 
 RUN_TIMEOUT = 180
 

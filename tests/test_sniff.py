@@ -10,8 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import sniff as s
-from gateway.sniff import ALLOWED_TYPES, INLINE_TYPES, SNIFF_BYTES, is_inline, sniff
+from gateway.files import sniff as s
+from gateway.files.sniff import (
+    ALLOWED_TYPES,
+    INLINE_TYPES,
+    SNIFF_BYTES,
+    is_inline,
+    sniff,
+)
 
 # -- sample builders (the real structures, only as much of them as identification needs) ----
 

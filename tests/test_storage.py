@@ -12,8 +12,8 @@ from typing import Iterator
 
 import pytest
 
-from gateway import storage
 from gateway.storage import MAX_PARTS_IN_FLIGHT, ObjectStore
+from gateway.storage import s3 as storage
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's smallest part

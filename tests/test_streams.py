@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.streams import read_ahead
+from gateway.storage import read_ahead
 
 
 class Source:

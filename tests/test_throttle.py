@@ -12,10 +12,10 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from gateway.accounts.throttle import SqlStorage
 from gateway.app import create_app
-from gateway.models import RateLimitCounter
+from gateway.db.models import RateLimitCounter
 from gateway.services import Services, build_services
-from gateway.web.throttle import SqlStorage
 from tests.stack import PASSWORD, LiveGateway, Stack
 
 

@@ -1,42 +1,35 @@
-"""The ``gateway`` command line (also available as ``flask --app gateway ...``)."""
+"""The ``gateway`` command line: on top of everything, beside the web app.
+
+Each module holds the commands of one area and lists them in ``COMMANDS``. Every
+:class:`~gateway.errors.GatewayError` that a command lets through is reported by one handler,
+as one line (``gateway: ...``, exit status 1), never a traceback. The same commands are
+offered to ``flask`` as plugins (``flask.commands`` entry points in ``setup.cfg``).
+
+May import anything of the gateway but the web app (the ``dev`` command builds the app).
+"""
 from __future__ import annotations
 
 import click
 
-GROUPS: list[click.Command] = []
+from . import admin, audit, decrypt, dev, files, keys, rotation, storage
+from ._common import GatewayGroup
+
+#: ``rotation``'s commands join the ``keys`` group.
+_AREAS = (admin, dev, keys, rotation, audit, storage, decrypt, files)
 
 
-@click.group(help="Encrypting upload gateway for patient files.")
+@click.group(cls=GatewayGroup, help="Encrypting upload gateway for patient files.")
 def cli() -> None:
     """Root command group."""
 
 
-def _register() -> None:
-    import importlib
-
-    for name in ("admin", "dev", "keys", "rotation", "audit", "storage", "decrypt", "files"):
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # an area whose commands are not built yet
-            raise
-        for command in getattr(module, "COMMANDS", []):
-            cli.add_command(command)
-            GROUPS.append(command)
-
-
-_register()
+GROUPS: list[click.Command] = [command for area in _AREAS for command in area.COMMANDS]
+for _command in GROUPS:
+    cli.add_command(_command)
 
 
 def main() -> None:
-    """Console-script entry point.
-
-    A database that cannot be reached, or has no tables yet, stops a command with one line
-    that says so, never a traceback.
-    """
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
+    """Console-script entry point (click's standalone mode, with the gateway's one-line errors)."""
     try:
         cli(prog_name="gateway", standalone_mode=False)
     except click.exceptions.Abort:
@@ -47,12 +40,6 @@ def main() -> None:
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
-    except (OperationalError, ProgrammingError) as exc:
-        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
-        hint = " (run `gateway db upgrade`)" if "no such table" in reason or \
-            "does not exist" in reason else ""
-        click.echo(f"gateway: database error: {reason}{hint}", err=True)
-        raise SystemExit(1) from None
 
 
-__all__ = ["cli", "main", "GROUPS"]
+__all__ = ["GROUPS", "GatewayGroup", "cli", "main"]

@@ -7,7 +7,8 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import click
 
-from ..config import REQUIRED, Settings, SettingsError
+from ..config import REQUIRED, Settings
+from ..errors import GatewayError
 
 T = TypeVar("T")
 
@@ -19,12 +20,20 @@ class CommandError(click.ClickException):
         click.echo(f"gateway: {self.format_message()}", err=True)
 
 
+class GatewayGroup(click.Group):
+    """A command group whose commands report a :class:`~gateway.errors.GatewayError` as one
+    line (``gateway: ...``, exit status 1): the command line's one error handler."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GatewayError as exc:
+            raise CommandError(exc.message or exc.code) from None
+
+
 def load_settings(require: tuple[str, ...] = REQUIRED) -> Settings:
-    """Read the settings for a command, stopping with one line if one is missing or malformed."""
-    try:
-        return Settings.from_env(require=require)
-    except SettingsError as exc:
-        raise CommandError(str(exc)) from None
+    """Read the settings for a command (a missing or malformed one stops it with one line)."""
+    return Settings.from_env(require=require)
 
 
 def get_services(require: tuple[str, ...] = REQUIRED):  # type: ignore[no-untyped-def]
@@ -52,20 +61,6 @@ def with_services(require: tuple[str, ...] = REQUIRED) -> Callable[[Callable[...
         return wrapper
 
     return decorate
-
-
-def find_org(session, ref: str):  # type: ignore[no-untyped-def]
-    """An organisation by id or by name, or a :class:`CommandError`."""
-    from sqlalchemy import select
-
-    from ..models import Organisation
-
-    org = session.get(Organisation, ref) or session.scalar(
-        select(Organisation).where(Organisation.name == ref)
-    )
-    if org is None:
-        raise CommandError(f"no organisation with id or name {ref!r}")
-    return org
 
 
 def progress(items: Iterable[T], *, total: int | None, desc: str, unit: str = "obj") -> Iterator[T]:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from ..accounts import find_org
 from ..audit import (
     SYSTEM_CHAIN,
     Action,
@@ -33,13 +34,13 @@ from ..audit import (
     verify_archive,
 )
 from ..principal import Actor
-from ._common import CommandError, find_org, progress, with_services
+from ._common import CommandError, GatewayGroup, progress, with_services
 
 TABLE_LIMIT = 100
 UNAVAILABLE = "the audit log is unavailable; nothing was done"
 
 
-@click.group(help="The audit trail: query and export events, verify the chains, archive months.")
+@click.group(cls=GatewayGroup, help="The audit trail: query and export events, verify the chains, archive months.")
 def audit() -> None:
     """Audit commands."""
 
@@ -190,7 +191,7 @@ def _month(value: str) -> tuple[int, int]:
 @click.option("--org", "org_ref", metavar="ORG", help="Organisation id or name (default: all).")
 @with_services(require=("GATEWAY_S3_BUCKET",))
 def archive_cmd(services: Any, month: str, org_ref: str | None) -> None:
-    from ..models import Organisation
+    from ..db.models import Organisation
     from ..storage import StorageError
 
     year, mon = _month(month)

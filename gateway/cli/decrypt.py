@@ -20,9 +20,9 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import envelope
-from ..keyring import KeyringError
-from ..models import EncryptionMode, StoredObject
+from ..crypto import envelope
+from ..db.models import EncryptionMode, StoredObject
+from ..keys import KeyringError
 from ._common import CommandError, with_services
 from .keys import _audit
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import secrets
 import shutil
@@ -14,6 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import click
+
+from ..accounts import create_organisation, create_user, generate_password
+from ..app import create_app
+from ..config import Settings
+from ..db import upgrade
+from ..keys import init_master_key_file
+from ..serve import Server, options
+from ..services import build_services
 
 DEV_DIR = Path("instance") / "dev"
 DEV_BUCKET = "gateway-dev"
@@ -30,6 +39,10 @@ def _free_port() -> int:
 
 def start_moto(port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """moto's S3 server as a child process on loopback; waits until it answers."""
+    if importlib.util.find_spec("moto") is None:
+        raise click.ClickException(
+            "the embedded S3 endpoint (moto) is not installed: install the dev extra, "
+            "pip install -e '.[dev]' (make run does)")
     log = open(log_path, "ab")  # noqa: SIM115  (kept open for the child's lifetime)
     env = dict(os.environ, AWS_ACCESS_KEY_ID="dev", AWS_SECRET_ACCESS_KEY="dev")
     proc = subprocess.Popen(
@@ -55,14 +68,6 @@ def start_moto(port: int, log_path: Path) -> subprocess.Popen[bytes]:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16))
 def dev(host: str, port: int, workers: int) -> None:
-    from ..cli.admin import create_organisation, create_user
-    from ..config import Settings
-    from ..migrate import upgrade
-    from ..security import generate_password
-    from ..serve import Server, options
-    from ..services import build_services
-    from ..keyring import init_master_key_file
-
     # The embedded S3 server keeps objects in memory only. The dev catalog is therefore
     # rebuilt at every start, so it never points at objects that are gone.
     if DEV_DIR.exists():
@@ -125,8 +130,6 @@ def dev(host: str, port: int, workers: int) -> None:
     sys.stdout.flush()
 
     def _factory():  # type: ignore[no-untyped-def]
-        from ..app import create_app
-
         return create_app(Settings.from_env(dev=True))
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

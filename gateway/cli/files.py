@@ -5,12 +5,13 @@ from datetime import timedelta
 
 import click
 
-from ..models import utcnow
+from ..accounts import find_org
+from ..db.models import utcnow
 from ..principal import Actor
-from ._common import CommandError, find_org, with_services
+from ._common import GatewayGroup, with_services
 
 
-@click.group(help="Deleted files: restore them, or purge them for good.")
+@click.group(cls=GatewayGroup, help="Deleted files: restore them, or purge them for good.")
 def files() -> None:
     """File maintenance commands."""
 
@@ -35,14 +36,9 @@ def purge(services, older_than_days: int, org_ref: str | None) -> None:  # type:
 @click.option("--org", "org_ref", required=True, help="The file's organisation (id or name).")
 @with_services()
 def restore(services, object_id: str, org_ref: str) -> None:  # type: ignore[no-untyped-def]
-    from ..objects import ObjectError
-
     with services.sessions() as s:
         org_id = find_org(s, org_ref).id
-    try:
-        obj = services.objects.restore(Actor.cli(org_id, "files restore"), object_id)
-    except ObjectError as exc:
-        raise CommandError(exc.message) from None
+    obj = services.objects.restore(Actor.cli(org_id, "files restore"), object_id)
     click.echo(f"restored {obj.path}")
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import click
 from sqlalchemy.exc import IntegrityError
 
+from ..accounts import find_org
 from ..config import parse_master_key
-from ..keyring import (
+from ..keys import (
     FileMasterKey,
     KeyInUse,
     KeyringError,
@@ -25,14 +26,14 @@ from ..keyring import (
     init_master_key_file,
     retire_master_key_version,
 )
-from ._common import CommandError, find_org, load_settings, progress, with_services
+from ._common import CommandError, GatewayGroup, load_settings, progress, with_services
 
 #: Key commands need the database and the master key, never the bucket or the session secret.
 #: GATEWAY_MASTER_KEY must be set explicitly: a default could silently name another key file.
 KEY_SETTINGS: tuple[str, ...] = ("GATEWAY_MASTER_KEY",)
 
 
-@click.group(help="Key management.")
+@click.group(cls=GatewayGroup, help="Key management.")
 def keys() -> None:
     """The ``gateway keys`` command group."""
 

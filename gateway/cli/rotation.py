@@ -1,7 +1,7 @@
 """``gateway keys rewrap | reencrypt | migrate-ssec``: move objects onto other keys.
 
 The commands join the ``keys`` group of :mod:`gateway.cli.keys`; the work is done by
-:mod:`gateway.rotation` (resumable jobs, audited there). Here: options, a progress bar on a
+:mod:`gateway.keys.rotation` (resumable jobs, audited there). Here: options, a progress bar on a
 terminal (plain lines otherwise), a summary line, one-line errors, and a non-zero exit status
 when any object failed.
 """
@@ -12,10 +12,12 @@ from typing import Any, Callable
 
 import click
 
-from .. import rotation
-from ..keyring import KeyringError
+from ..accounts import find_org
+from ..audit import AuditUnavailable
+from ..keys import KeyringError, rotation
+from ..keys.jobs import ACTIONS
 from ..storage import StorageError
-from ._common import CommandError, find_org, with_services
+from ._common import CommandError, with_services
 from .keys import keys
 
 #: ``rewrap`` needs the catalog and the master key (and the bucket only for SSE-C objects,
@@ -80,22 +82,16 @@ def _execute(job: Callable[..., rotation.JobResult], services: Any, org_id: str 
     try:
         result = job(services, org_id, dry_run=dry_run, progress=reporter,
                      command=_command_name())
-    except rotation.RotationError as exc:
-        raise CommandError(str(exc)) from None
     except KeyringError as exc:
         raise CommandError(f"keyring unavailable: {exc}") from None
     except StorageError as exc:
         raise CommandError(f"storage failure: {exc}; run the command again to continue") \
             from None
+    except AuditUnavailable:
+        raise CommandError("the audit log is unavailable; stopped (run the command again "
+                           "to continue)") from None
     except KeyboardInterrupt:
         raise CommandError("interrupted; run the same command again to continue") from None
-    except Exception as exc:
-        from ..audit import AuditUnavailable
-
-        if isinstance(exc, AuditUnavailable):
-            raise CommandError("the audit log is unavailable; stopped (run the command again "
-                               "to continue)") from None
-        raise
     finally:
         reporter.close()
     _report(result, verb)
@@ -129,7 +125,7 @@ def _report(result: rotation.JobResult, verb: str) -> None:
     click.echo(f"{verb} {result.objects} objects ({result.bytes} bytes) in "
                f"{result.seconds:.1f} s")
     if result.failed:
-        action = rotation.ACTIONS[result.kind]
+        action = ACTIONS[result.kind]
         raise CommandError(
             f"{result.failed} object(s) failed and were left as they were; see gateway audit "
             f"query --action {action} --outcome failure,integrity_failure"

@@ -4,11 +4,11 @@ from __future__ import annotations
 import click
 from sqlalchemy import select
 
-from ..models import StoredObject
-from ._common import progress, with_services
+from ..db.models import StoredObject
+from ._common import GatewayGroup, progress, with_services
 
 
-@click.group(help="The S3 bucket.")
+@click.group(cls=GatewayGroup, help="The S3 bucket.")
 def storage() -> None:
     """Storage commands."""
 
@@ -28,7 +28,7 @@ def setup(services, origin: str) -> None:  # type: ignore[no-untyped-def]
               "mark rows whose object is gone as deleted.")
 @with_services()
 def reconcile(services, fix: bool) -> None:  # type: ignore[no-untyped-def]
-    from ..models import utcnow
+    from ..db.models import utcnow
 
     store = services.store
     with services.sessions() as s:

@@ -2,16 +2,14 @@
 
 Libraries: Flask-Login (sessions), Flask-WTF (CSRF on every form and on session-authenticated
 API writes), Flask-Limiter (sign-in throttling), argon2-cffi (password hashes, in
-:mod:`gateway.security`).
+:mod:`gateway.accounts`, which also holds the session rows and token checks).
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -31,14 +29,11 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect, validate_csrf
-from wtforms.validators import ValidationError
-from sqlalchemy import delete, func, select
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
 
-from ..models import ApiToken, BrowserSession, Organisation, User, utcnow
-from ..security import hash_token, verify_password
-from . import throttle
+from ..accounts import end_browser_session, session_user, sign_in, throttle, token_user
+from ..db.models import Organisation, User
 from .context import anonymous_actor, current_actor, services
 from .errors import ApiError
 
@@ -82,27 +77,8 @@ def _snapshot(user: User, org: Organisation, *, via_token: bool = False) -> Sign
     )
 
 
-def _session_key(sid: str) -> str:
-    return hashlib.sha256(sid.encode("utf-8")).hexdigest()
-
-
-def _start_browser_session(s, user: User) -> str:  # type: ignore[no-untyped-def]
-    """Record a new browser session for ``user`` (in the caller's transaction); its id."""
-    sid = secrets.token_urlsafe(32)
-    s.execute(delete(BrowserSession).where(BrowserSession.user_id == user.id,
-                                           BrowserSession.ended_at.is_not(None)))
-    s.add(BrowserSession(id=_session_key(sid), user_id=user.id, created_at=utcnow()))
-    return sid
-
-
 def _end_browser_session(sid: str | None) -> None:
-    if not sid:
-        return
-    with services().sessions() as s:
-        row = s.get(BrowserSession, _session_key(sid))
-        if row is not None and row.ended_at is None:
-            row.ended_at = utcnow()
-            s.commit()
+    end_browser_session(services().sessions, sid)
 
 
 @login_manager.user_loader
@@ -112,16 +88,8 @@ def _load_user(user_id: str) -> SignedInUser | None:
     sid = session.get("sid")
     if not isinstance(sid, str) or not sid:
         return None
-    with services().sessions() as s:
-        row = s.execute(
-            select(User, Organisation).join(Organisation)
-            .join(BrowserSession, BrowserSession.user_id == User.id)
-            .where(User.id == int(user_id), BrowserSession.id == _session_key(sid),
-                   BrowserSession.ended_at.is_(None))
-        ).first()
-        if row is None or not row[0].is_active:
-            return None
-        return _snapshot(row[0], row[1])
+    found = session_user(services().sessions, int(user_id), sid)
+    return _snapshot(*found) if found else None
 
 
 @login_manager.request_loader
@@ -130,24 +98,8 @@ def _load_user_from_bearer(req) -> SignedInUser | None:  # type: ignore[no-untyp
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    now = utcnow()
-    with services().sessions() as s:
-        row = s.execute(
-            select(ApiToken, User, Organisation)
-            .join(User, ApiToken.user_id == User.id)
-            .join(Organisation, User.org_id == Organisation.id)
-            .where(ApiToken.token_hash == hash_token(token.strip()))
-        ).first()
-        if row is None:
-            return None
-        api_token, user, org = row
-        if api_token.revoked_at is not None or not user.is_active:
-            return None
-        if api_token.expires_at is not None and api_token.expires_at <= now:
-            return None
-        api_token.last_used_at = now
-        s.commit()
-        return _snapshot(user, org, via_token=True)
+    found = token_user(services().sessions, token.strip())
+    return _snapshot(*found, via_token=True) if found else None
 
 
 @login_manager.unauthorized_handler
@@ -211,17 +163,8 @@ def require_roles(*roles: str) -> Callable[[F], F]:
 
 
 def _audit_denied(reason: str) -> None:
-    audit = _audit_log()
-    if audit is not None:
-        audit.record(action="denied", outcome="denied", actor=current_actor(), http_status=403,
-                     detail={"reason": reason})
-
-
-def _audit_log():  # type: ignore[no-untyped-def]
-    try:
-        return services().audit
-    except ModuleNotFoundError:
-        return None
+    services().audit.record(action="denied", outcome="denied", actor=current_actor(),
+                            http_status=403, detail={"reason": reason})
 
 
 class LoginForm(FlaskForm):
@@ -264,39 +207,23 @@ def login():  # type: ignore[no-untyped-def]
         return redirect(_safe_next(request.args.get("next")))
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
-        signed_in = None
-        sid = ""
-        with services().sessions() as s:
-            row = s.execute(
-                select(User, Organisation).join(Organisation)
-                .where(func.lower(User.email) == email)
-            ).first()
-            user, org = row if row else (None, None)
-            ok = verify_password(user.password_hash if user else None, form.password.data)
-            failed_org = user.org_id if user else None
-            if user is not None and org is not None and ok and user.is_active:
-                signed_in = _snapshot(user, org)
-                user.last_login_at = datetime.now(timezone.utc)
-                sid = _start_browser_session(s, user)
-                s.commit()
-        # audit rows are written outside the session above: SQLite allows one writer at a time
-        audit = _audit_log()
-        if signed_in is None:
-            if audit is not None:
-                audit.record(
-                    action="login_failed", outcome="denied", http_status=401,
-                    actor=anonymous_actor(org_id=failed_org, email=email),
-                    detail={"reason": "bad credentials"},
-                )
+        attempt = sign_in(services().sessions, email, form.password.data)
+        # audit rows are written after the sign-in's session: SQLite allows one writer at a time
+        audit = services().audit
+        if attempt.user is None or attempt.org is None:
+            audit.record(
+                action="login_failed", outcome="denied", http_status=401,
+                actor=anonymous_actor(org_id=attempt.org_id, email=email),
+                detail={"reason": "bad credentials"},
+            )
             flash("Wrong e-mail address or password.", "error")
             return render_template("login.html", form=form), 401
         session.clear()
-        session["sid"] = sid
-        login_user(signed_in)
+        session["sid"] = attempt.sid
+        login_user(_snapshot(attempt.user, attempt.org))
         session.permanent = True
         session["last_seen"] = time.time()
-        if audit is not None:
-            audit.record(action="login", outcome="success", actor=current_actor(), http_status=302)
+        audit.record(action="login", outcome="success", actor=current_actor(), http_status=302)
         return redirect(_safe_next(request.args.get("next")))
     status = 400 if request.method == "POST" else 200
     return render_template("login.html", form=form), status
@@ -305,9 +232,8 @@ def login():  # type: ignore[no-untyped-def]
 @bp.route("/logout", methods=["POST"])
 def logout():  # type: ignore[no-untyped-def]
     if current_user.is_authenticated:
-        audit = _audit_log()
-        if audit is not None:
-            audit.record(action="logout", outcome="success", actor=current_actor(), http_status=302)
+        services().audit.record(action="logout", outcome="success", actor=current_actor(),
+                                http_status=302)
     _end_browser_session(session.get("sid"))
     logout_user()
     session.clear()
@@ -334,6 +260,10 @@ def _enforce_idle_timeout():  # type: ignore[no-untyped-def]
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     session["last_seen"] = now
     return None
+
+
+# the sign-in counters live in the database of whichever application is serving the request
+throttle.use_sessions(lambda: services().sessions)
 
 
 def init_app(app: Flask) -> None:

@@ -10,10 +10,9 @@ from flask_login import current_user
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
-from ..models import Organisation, StoredObject, User, new_id
+from ..db.models import Organisation, StoredObject, User, new_id
+from ..files import FormField, FormFile, FormStream, content_disposition, is_inline
 from ..principal import Actor
-from ..ranges import content_disposition
-from ..sniff import is_inline
 from .auth import login_required_api
 from .context import anonymous_actor, client_addr, current_actor, request_id, services
 from .errors import ApiError
@@ -113,27 +112,20 @@ def put_file(path: str) -> Response:
 @bp.post("/files")
 @login_required_api
 def post_file() -> Response:
-    from ..formstream import FormError, FormField, FormFile, FormStream
-
     actor = current_actor()
     path = request.args.get("path")
-    try:
-        form = FormStream(request.stream, request.headers.get("Content-Type", ""))
-        for part in form.parts():
-            if isinstance(part, FormField) and part.name == "path":
-                path = part.value
-            elif isinstance(part, FormFile) and part.name == "file":
-                if not path:
-                    raise ApiError(400, "bad_request",
-                                   "send the path field before the file field")
-                obj = services().objects.upload(
-                    actor, path, part.chunks, overwrite=_bool_arg("overwrite"),
-                    declared_size=None, via="form",
-                )
-                return _created(obj)
-    except FormError as exc:
-        raise ApiError(exc.status, "too_large" if exc.status == 413 else "bad_request",
-                       exc.message) from None
+    form = FormStream(request.stream, request.headers.get("Content-Type", ""))
+    for part in form.parts():
+        if isinstance(part, FormField) and part.name == "path":
+            path = part.value
+        elif isinstance(part, FormFile) and part.name == "file":
+            if not path:
+                raise ApiError(400, "bad_request", "send the path field before the file field")
+            obj = services().objects.upload(
+                actor, path, part.chunks, overwrite=_bool_arg("overwrite"),
+                declared_size=None, via="form",
+            )
+            return _created(obj)
     raise ApiError(400, "bad_request", "the form has no file field")
 
 
@@ -213,10 +205,8 @@ def issue_link() -> Response:
         path = obj.path
         lifetime = settings.read_link_seconds
     else:
-        from ..objects import WRITE_ROLES
-
-        normalized = objects._path(actor, body["path"], "link_issued")
-        objects._require_role(actor, WRITE_ROLES, "issue upload links", normalized.path)
+        normalized = objects.writable_path(actor, body["path"], "link_issued",
+                                           doing="issue upload links")
         # the id of the object the link will create: once it exists (live or deleted), the
         # link has been used, and a replay is refused
         target = {"p": normalized.path, "i": new_id()}

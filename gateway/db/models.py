@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from .db import Base
+from .engine import Base
 
 
 class UTCDateTime(TypeDecorator[datetime]):

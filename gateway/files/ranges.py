@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
+from ..errors import GatewayError
+
 __all__ = [
     "ByteRange",
     "RangeNotSatisfiable",
@@ -29,7 +31,7 @@ _RANGE_SPEC = re.compile(r"(\d*)-(\d*)", re.ASCII)
 _MAX_DIGITS = 20
 
 
-class RangeNotSatisfiable(ValueError):
+class RangeNotSatisfiable(GatewayError, ValueError):
     """The range does not overlap the object: answer ``416`` with :attr:`content_range`.
 
     :ivar size: the object's size in bytes
@@ -37,11 +39,13 @@ class RangeNotSatisfiable(ValueError):
     :ivar message: the error text for the user
     """
 
+    status, code = 416, "range_not_satisfiable"
+
     def __init__(self, size: int) -> None:
         self.size = size
         self.content_range = f"bytes */{size}"
-        self.message = f"the requested range is outside the object's {size} bytes"
-        super().__init__(self.message)
+        super().__init__(f"the requested range is outside the object's {size} bytes",
+                         headers={"Content-Range": self.content_range})
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from ..errors import GatewayError
+
 __all__ = [
     "CATEGORIES",
     "MAX_PATH_CHARS",
@@ -64,12 +66,10 @@ MSG_NO_FILENAME = "path must name a file after the category"
 MSG_UNKNOWN_CATEGORY = "path must start with one of: " + ", ".join(CATEGORIES)
 
 
-class PathError(ValueError):
-    """A path was refused; :attr:`message` says why, in words fit for the user."""
+class PathError(GatewayError, ValueError):
+    """A path was refused; :attr:`message` says why, in words fit for the user (HTTP 400)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status, code = 400, "bad_path"
 
 
 @dataclass(frozen=True)

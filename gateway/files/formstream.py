@@ -47,6 +47,8 @@ from werkzeug.sansio.multipart import (
     State,
 )
 
+from ..errors import GatewayError
+
 __all__ = ["FormError", "FormField", "FormFile", "FormStream"]
 
 #: Bytes read from the stream at a time.
@@ -69,18 +71,18 @@ MSG_HEADERS_TOO_LARGE = "a form part's headers are too large"
 MSG_NO_NAME = "a form part has no name"
 
 
-class FormError(ValueError):
+class FormError(GatewayError, ValueError):
     """The request body is not an acceptable form; :attr:`message` says why.
 
     :ivar message: the error text for the user
-    :ivar status: the HTTP status it deserves: ``413`` for the size and count limits, else
-        ``400``
+    :ivar status: the HTTP status it deserves: ``413`` (code ``too_large``) for the size and
+        count limits, else ``400`` (``bad_request``)
     """
 
     def __init__(self, message: str, *, status: int = 400) -> None:
         super().__init__(message)
-        self.message = message
         self.status = status
+        self.code = "too_large" if status == 413 else "bad_request"
 
 
 @dataclass(frozen=True)

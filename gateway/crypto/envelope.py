@@ -7,7 +7,8 @@ segments of ``segment_size`` bytes, each sealed with AES-256-GCM under a nonce t
 segment's index and a last-segment flag. ``docs/format.md`` is the specification; this module
 is one implementation of it.
 
-This module is pure: bytes and iterators in, bytes out. It performs no I/O.
+This module is pure: bytes and iterators in, bytes out. It performs no I/O and imports only
+the standard library, ``cryptography`` and :mod:`gateway.errors`.
 
 Every failure to decrypt, whatever its cause (wrong key, damaged or truncated data, bytes
 moved from another object), raises the same :class:`DecryptionError` with the same message,
@@ -29,6 +30,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..errors import GatewayError
 
 __all__ = [
     "ALGORITHM_AES256GCM_HKDF_SHA256",
@@ -99,13 +102,16 @@ _OBJECT_FAILED = "object failed authentication"
 _KEY_FAILED = "wrapped key failed authentication"
 
 
-class DecryptionError(Exception):
+class DecryptionError(GatewayError):
     """The data could not be decrypted and authenticated.
 
     Raised for every kind of failure alike: wrong key, damaged, truncated, reordered or
     extended ciphertext, a header or wrapped key moved from another object. The message
-    never says which check failed.
+    never says which check failed. Over HTTP: 502 ``integrity_failure``.
     """
+
+    status, code = 502, "integrity_failure"
+    public_message = "the stored object failed its integrity check"
 
 
 def _fail() -> DecryptionError:

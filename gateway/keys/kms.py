@@ -1,4 +1,4 @@
-"""The AWS KMS master key provider (with :mod:`gateway.storage`, the only code using boto3).
+"""The AWS KMS master key provider (with :mod:`gateway.storage.s3`, the only code using boto3).
 
 Organisation and audit keys are wrapped with KMS ``Encrypt`` and unwrapped with ``Decrypt``,
 always with an encryption context (organisation or chain, purpose, version) that KMS checks
@@ -6,7 +6,7 @@ and CloudTrail records. The id stored next to each wrapped key is the ``KeyId`` 
 (the key's ARN), so that after the operator points ``GATEWAY_MASTER_KEY`` at another key,
 ``gateway keys rotate-master`` knows which rows to rewrap and ``Decrypt`` which key to use.
 
-botocore errors are translated here, once, into :class:`~gateway.keyring.KeyringError`,
+botocore errors are translated here, once, into :class:`~gateway.keys.errors.KeyringError`,
 whose message names the KMS operation and the error code, never a key.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .keyring import KeyringError
+from .errors import KeyringError
 
 __all__ = ["KMS_ENDPOINT_ENV", "KmsMasterKey", "make_kms_client"]
 

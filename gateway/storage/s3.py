@@ -1,7 +1,8 @@
-"""The S3 store: the only module (with :mod:`gateway.kms`) that talks to AWS.
+"""The S3 store: the only module (with :mod:`gateway.keys.kms`) that talks to AWS.
 
-botocore errors are translated here, once, into :class:`StorageError`,
-:class:`StorageNotFound` and :class:`SseCRefused`; nothing above this module knows botocore.
+botocore errors are translated here, once, into :class:`~gateway.storage.errors.StorageError`,
+:class:`~gateway.storage.errors.StorageNotFound` and :class:`~gateway.storage.errors.SseCRefused`;
+nothing above this module knows botocore.
 Object bodies stream both ways: uploads go out as a multipart upload whose parts are sent by a
 background thread while the next part is being encrypted, downloads come back in chunks.
 """
@@ -18,6 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .errors import SseCRefused, StorageError, StorageNotFound
 from .streams import read_ahead
 
 PART_SIZE = 6 * 1024 * 1024
@@ -46,18 +48,6 @@ BPA_RELAXED = (
     "Block Public Access on, except BlockPublicAcls, which this S3 implementation applies by "
     "denying every write; public ACLs are ignored (IgnorePublicAcls) instead"
 )
-
-
-class StorageError(Exception):
-    """The storage service failed (the web layer answers 502)."""
-
-
-class StorageNotFound(StorageError):
-    """No such object in the bucket."""
-
-
-class SseCRefused(StorageError):
-    """The bucket or endpoint refuses SSE-C; the message says how to allow it or migrate."""
 
 
 def crc32_b64(data: bytes | bytearray | memoryview) -> str:

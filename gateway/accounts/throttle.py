@@ -3,25 +3,33 @@ every gunicorn worker) counts the same sign-in attempts.
 
 Flask-Limiter's strategies do the limiting; this is only where its counters live (scheme
 ``gateway-sql://``, fixed windows). The counters are rows of
-:class:`~gateway.models.RateLimitCounter`, found through the current application's services,
-so one limiter serves any number of applications. A database that cannot be reached raises,
+:class:`~gateway.db.models.RateLimitCounter`, in the database :func:`use_sessions` points at
+(the web app points it at the current application's services, so one limiter serves any
+number of applications). A database that cannot be reached raises,
 and the request is refused (503) rather than let through unthrottled.
 """
 from __future__ import annotations
 
 import hashlib
 import time
+from typing import Callable
 
-from flask import current_app
 from limits.storage import Storage
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..models import RateLimitCounter
+from ..db.models import RateLimitCounter
 
 SCHEME = "gateway-sql"
 _INSERT_ATTEMPTS = 3
+_sessions_of: Callable[[], sessionmaker[Session]] | None = None
+
+
+def use_sessions(provider: Callable[[], sessionmaker[Session]]) -> None:
+    """Where the counters live: ``provider()`` returns the session factory to use."""
+    global _sessions_of
+    _sessions_of = provider
 
 
 def _row_key(key: str) -> str:
@@ -43,7 +51,9 @@ class SqlStorage(Storage):
 
     @staticmethod
     def _sessions() -> sessionmaker[Session]:
-        return current_app.extensions["gateway"].sessions
+        if _sessions_of is None:
+            raise RuntimeError("throttle.use_sessions() was not called")
+        return _sessions_of()
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         row_key = _row_key(key)

@@ -3,7 +3,8 @@
 Nothing here knows Flask or botocore. Every method takes the :class:`~gateway.principal.Actor`
 whose organisation is the only one it can touch; the organisation never comes from the
 request. Each method audits before bytes flow (and again when a transfer ends), and raises
-:class:`ObjectError` subclasses that the web layer translates once into status codes.
+:mod:`gateway.files.errors` (and the other rooms' :class:`~gateway.errors.GatewayError`), which
+the edges translate once.
 
 Database sessions are short: each step opens and closes its own, so no transaction stays open
 while bytes stream to or from a client.
@@ -11,25 +12,26 @@ while bytes stream to or from a client.
 from __future__ import annotations
 
 import hashlib
-import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
-from . import envelope
-from .models import EncryptionMode, Organisation, Role, StoredObject, new_id, utcnow
+from ..audit import AuditLog
+from ..crypto import envelope
+from ..db.models import EncryptionMode, Organisation, Role, StoredObject, new_id, utcnow
+from ..errors import GatewayError
+from ..keys import Keyring
+from ..principal import Actor
+from ..storage import ObjectStore, StorageNotFound, UploadWriter, read_ahead
+from .downloads import Download, checked, etag_of, plaintext
+from .errors import BadRange, Conflict, Forbidden, NotFound, TooLarge, UnsupportedType
 from .paths import ObjectPath, PathError, normalize_path, normalize_prefix
-from .principal import Actor
 from .ranges import ByteRange, RangeNotSatisfiable, if_range_allows, parse_range
 from .sniff import SNIFF_BYTES, sniff
-from .storage import StorageNotFound
-from .streams import read_ahead
-
-if TYPE_CHECKING:
-    from .services import Services
 
 READ_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
 WRITE_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
@@ -39,95 +41,58 @@ DOWNLOAD_AHEAD = 4
 MOVED_RETRIES = 2
 
 
-class ObjectError(Exception):
-    """A refusal with an HTTP status and a code; the message is safe to show."""
+@dataclass(frozen=True)
+class _Target:
+    """Where an upload goes, read in one short transaction before any byte is received."""
 
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.headers = headers or {}
-
-
-class NotFound(ObjectError):
-    status, code = 404, "not_found"
-
-
-class Forbidden(ObjectError):
-    status, code = 403, "forbidden"
-
-
-class Conflict(ObjectError):
-    status, code = 409, "conflict"
-
-
-class TooLarge(ObjectError):
-    status, code = 413, "too_large"
-
-
-class UnsupportedType(ObjectError):
-    status, code = 415, "unsupported_type"
-
-
-class BadRange(ObjectError):
-    status, code = 416, "range_not_satisfiable"
-
-
-class BadPath(ObjectError):
-    status, code = 400, "bad_path"
+    mode: str  # the organisation's encryption mode
+    version: int  # its current key version
+    ssec_key: bytes | None
+    existing: StoredObject | None  # the live object at the path, if any
 
 
 @dataclass
-class Download:
-    """What the web layer needs to answer a GET or HEAD."""
+class _Stored:
+    """What streaming an upload into the bucket produced."""
 
-    obj: StoredObject
-    status: int
-    length: int
-    byte_range: ByteRange | None
-    body: Iterator[bytes] | None
-    etag: str
-    on_close: list[Callable[[], None]] = field(default_factory=list)
+    size: int
+    sha256: str
+    content_type: str
+    data_key: bytes | None  # None for SSE-C objects
+    salt: bytes | None
 
 
-def _checked(body: Iterator[bytes], obj: StoredObject) -> Iterator[bytes]:
-    """``body``, whose last bytes are released only once the whole plaintext's SHA-256
-    matches the catalog (:class:`~gateway.envelope.DecryptionError` otherwise)."""
-    sha = hashlib.sha256()
-    seen = 0
-    for chunk in body:
-        sha.update(chunk)
-        seen += len(chunk)
-        if seen > obj.size or (seen == obj.size and sha.hexdigest() != obj.sha256):
-            raise envelope.DecryptionError("object failed authentication")
-        yield chunk
-    if seen != obj.size:
-        raise envelope.DecryptionError("object failed authentication")
-
-
-def etag_of(obj: StoredObject) -> str:
-    """A strong ETag: the plaintext's SHA-256 names the bytes exactly."""
-    return f'"{obj.sha256}"'
+def _rejoined(head: bytearray, rest: Iterator[bytes]) -> Iterator[bytes | bytearray]:
+    """The body again: the sniffed ``head`` (dropped once yielded), then the ``rest``."""
+    yield head
+    del head
+    yield from rest
 
 
 class ObjectService:
-    """Upload, download, list and delete an organisation's objects."""
+    """Upload, download, list and delete an organisation's objects.
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    :param sessions: the database session factory.
+    :param keyring: organisation keys and data-key wrapping.
+    :param store: the bucket.
+    :param audit: the audit log every access is recorded in.
+    :param max_upload_bytes: the largest upload accepted.
+    """
+
+    def __init__(self, *, sessions: sessionmaker[Session], keyring: Keyring, store: ObjectStore,
+                 audit: AuditLog, max_upload_bytes: int) -> None:
+        self.sessions = sessions
+        self.keyring = keyring
+        self.store = store
+        self.audit = audit
+        self.max_upload_bytes = max_upload_bytes
 
     # -- helpers ---------------------------------------------------------------------------
-
-    @property
-    def _audit(self):  # type: ignore[no-untyped-def]
-        return self.services.audit
 
     def _record(self, actor: Actor, action: str, outcome: str, *, obj: StoredObject | None = None,
                 path: str | None = None, status: int | None = None, nbytes: int | None = None,
                 detail: dict | None = None) -> None:
-        self._audit.record(
+        self.audit.record(
             action=action, outcome=outcome, actor=actor,
             object_id=obj.id if obj is not None else None,
             object_path=obj.path if obj is not None else path,
@@ -140,7 +105,7 @@ class ObjectService:
         except PathError as exc:
             self._record(actor, "denied", "denied", path=raw[:1024], status=400,
                          detail={"reason": str(exc), "attempted": action})
-            raise BadPath(str(exc)) from None
+            raise
 
     def _require_role(self, actor: Actor, roles: frozenset[str], action: str, path: str | None) -> None:
         if actor.role not in roles:
@@ -148,14 +113,14 @@ class ObjectService:
                          detail={"reason": f"role {actor.role} may not {action}"})
             raise Forbidden(f"your role ({actor.role}) does not allow this")
 
-    def _live(self, session, org_id: str, path: str) -> StoredObject | None:  # type: ignore[no-untyped-def]
+    def _live(self, session: Session, org_id: str | None, path: str) -> StoredObject | None:
         return session.scalar(select(StoredObject).where(
             StoredObject.org_id == org_id, StoredObject.path == path,
             StoredObject.deleted_at.is_(None)))
 
     def _not_found(self, actor: Actor, path: str, action: str) -> NotFound:
         """404 for a missing object; audited as denied when another organisation has it."""
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             elsewhere = s.scalar(select(StoredObject.id).where(
                 StoredObject.path == path, StoredObject.org_id != actor.org_id,
                 StoredObject.deleted_at.is_(None)).limit(1))
@@ -168,7 +133,7 @@ class ObjectService:
         """The live object at ``raw_path`` in the actor's organisation, or :class:`NotFound`."""
         path = self._path(actor, raw_path, action)
         self._require_role(actor, READ_ROLES, action, path.path)
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             obj = self._live(s, actor.org_id, path.path)
         if obj is None:
             raise self._not_found(actor, path.path, action)
@@ -177,7 +142,7 @@ class ObjectService:
     def get_by_id(self, actor: Actor, object_id: str, action: str) -> StoredObject:
         """The live object with this id in the actor's organisation, or :class:`NotFound`."""
         self._require_role(actor, READ_ROLES, action, None)
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             obj = s.get(StoredObject, object_id)
         if obj is None or obj.deleted_at is not None or obj.org_id != actor.org_id:
             if obj is not None and obj.org_id != actor.org_id:
@@ -185,6 +150,14 @@ class ObjectService:
                              detail={"reason": "not in your organisation", "object_id": object_id})
             raise NotFound("no such object")
         return obj
+
+    def writable_path(self, actor: Actor, raw_path: str, action: str, *,
+                      doing: str | None = None) -> ObjectPath:
+        """``raw_path`` normalised, once the actor may write there (refusals audited as
+        ``action``; ``doing`` names what a refused role may not do, ``action`` by default)."""
+        path = self._path(actor, raw_path, action)
+        self._require_role(actor, WRITE_ROLES, doing or action, path.path)
+        return path
 
     # -- list ------------------------------------------------------------------------------
 
@@ -195,9 +168,9 @@ class ObjectService:
         except PathError as exc:
             self._record(actor, "denied", "denied", path=raw_prefix[:1024], status=400,
                          detail={"reason": str(exc), "attempted": "list"})
-            raise BadPath(str(exc)) from None
+            raise
         self._require_role(actor, READ_ROLES, "list", prefix)
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             stmt = select(StoredObject).where(StoredObject.org_id == actor.org_id,
                                               StoredObject.deleted_at.is_(None))
             if prefix:
@@ -228,98 +201,131 @@ class ObjectService:
         ``object_id`` is the new object's id when the caller fixed it beforehand (an upload
         link); a second upload with the same id is refused as a conflict.
         """
-        settings = self.services.settings
-        path = self._path(actor, raw_path, "upload")
-        self._require_role(actor, WRITE_ROLES, "upload", path.path)
-        limit = settings.max_upload_bytes
-        if declared_size is not None and declared_size > limit:
-            self._record(actor, "upload", "denied", path=path.path, status=413,
-                         detail={"reason": "declared size over the limit", "declared": declared_size})
-            raise TooLarge(f"the file is larger than the limit of {limit} bytes")
-        with self.services.sessions() as s:
-            org = s.get(Organisation, actor.org_id)
-            existing = self._live(s, actor.org_id, path.path)
-            mode = org.encryption_mode if org else EncryptionMode.CSE.value
-            version = self.services.keyring.current_version(s, actor.org_id)
-            ssec_key = self.services.keyring.ssec_key(s, actor.org_id, version) \
-                if mode == EncryptionMode.SSEC.value else None
-            s.commit()
-        if existing is not None and not overwrite:
-            self._record(actor, "upload", "denied", obj=existing, status=409,
-                         detail={"reason": "path exists"})
-            raise Conflict("an object already exists at this path; add ?overwrite=true to replace it")
-        if existing is not None and actor.role != Role.ADMIN.value and existing.created_by != actor.user_id:
-            self._record(actor, "upload", "denied", obj=existing, status=403,
-                         detail={"reason": "only the uploader or an admin may overwrite"})
-            raise Forbidden("only the uploader or an admin may replace this object")
+        path = self.writable_path(actor, raw_path, "upload")
+        self._refuse_declared_size(actor, path, declared_size)
+        target = self._upload_target(actor, path)
+        self._refuse_existing(actor, target.existing, overwrite)
 
         object_id = object_id or new_id()
         storage_id = new_id()
         s3_key = f"{actor.org_id}/{path.category}/{storage_id}"
         self._record(actor, "upload", "started", path=path.path, status=None,
                      detail={"object_id": object_id, "via": via, "declared_size": declared_size})
+        stored = self._store(actor, path, body, target, s3_key, storage_id, object_id)
+        obj = self._catalog(actor, path, stored, target, object_id=object_id,
+                            storage_id=storage_id, s3_key=s3_key, overwrite=overwrite)
+        self._record(actor, "upload", "completed", obj=obj, status=201, nbytes=stored.size,
+                     detail={"content_type": stored.content_type, "encryption": target.mode,
+                             "key_version": obj.key_version, "via": via})
+        return obj
+
+    def _too_large(self) -> TooLarge:
+        return TooLarge(f"the file is larger than the limit of {self.max_upload_bytes} bytes")
+
+    def _refuse_declared_size(self, actor: Actor, path: ObjectPath, declared: int | None) -> None:
+        if declared is not None and declared > self.max_upload_bytes:
+            self._record(actor, "upload", "denied", path=path.path, status=413,
+                         detail={"reason": "declared size over the limit", "declared": declared})
+            raise self._too_large()
+
+    def _upload_target(self, actor: Actor, path: ObjectPath) -> _Target:
+        with self.sessions() as s:
+            org = s.get(Organisation, actor.org_id)
+            existing = self._live(s, actor.org_id, path.path)
+            mode = org.encryption_mode if org else EncryptionMode.CSE.value
+            version = self.keyring.current_version(s, actor.org_id)
+            ssec_key = self.keyring.ssec_key(s, actor.org_id, version) \
+                if mode == EncryptionMode.SSEC.value else None
+            s.commit()
+        return _Target(mode=mode, version=version, ssec_key=ssec_key, existing=existing)
+
+    def _refuse_existing(self, actor: Actor, existing: StoredObject | None, overwrite: bool) -> None:
+        if existing is None:
+            return
+        if not overwrite:
+            self._record(actor, "upload", "denied", obj=existing, status=409,
+                         detail={"reason": "path exists"})
+            raise Conflict("an object already exists at this path; add ?overwrite=true to replace it")
+        if actor.role != Role.ADMIN.value and existing.created_by != actor.user_id:
+            self._record(actor, "upload", "denied", obj=existing, status=403,
+                         detail={"reason": "only the uploader or an admin may overwrite"})
+            raise Forbidden("only the uploader or an admin may replace this object")
+
+    def _store(self, actor: Actor, path: ObjectPath, body: Iterable[bytes], target: _Target,
+               s3_key: str, storage_id: str, object_id: str) -> _Stored:
+        """Sniff, encrypt and stream ``body`` into ``s3_key``; on any failure abort and audit."""
         received = 0
-        writer = None
+        writer: UploadWriter | None = None
         try:
             chunks = iter(body)
-            head = bytearray()
-            for chunk in chunks:
-                head += chunk
-                if len(head) >= SNIFF_BYTES:
-                    break
-            if len(head) > limit:
-                raise TooLarge(f"the file is larger than the limit of {limit} bytes")
+            head = self._sniff_head(chunks)
             content_type = sniff(bytes(head[:SNIFF_BYTES]), path.filename)
             if content_type is None:
                 raise UnsupportedType("this type of file is not accepted (decided from its content)")
-            sha = hashlib.sha256()
-            writer = self.services.store.writer(s3_key, sse_c=ssec_key)
-            if mode == EncryptionMode.SSEC.value:
-                data_key = None
-                encryptor = None
-            else:
+            writer = self.store.writer(s3_key, sse_c=target.ssec_key)
+            data_key = encryptor = None
+            if target.mode != EncryptionMode.SSEC.value:
                 data_key = envelope.new_data_key()
                 encryptor = envelope.Encryptor(data_key, org_id=actor.org_id, object_id=storage_id)
                 writer.write(encryptor.header)
-
-            def feed(piece: bytes | bytearray) -> None:
-                nonlocal received
+            pieces = _rejoined(head, chunks)
+            del head  # the body's first bytes are released once sent
+            sha = hashlib.sha256()
+            for piece in self._limited(pieces):
                 received += len(piece)
-                if received > limit:
-                    raise TooLarge(f"the file is larger than the limit of {limit} bytes")
                 sha.update(piece)
                 writer.write(encryptor.update(piece) if encryptor else piece)
-
-            feed(head)
-            del head
-            for chunk in chunks:
-                if chunk:
-                    feed(chunk)
             if encryptor is not None:
                 writer.write(encryptor.finalize())
             writer.close()
         except BaseException as exc:
             if writer is not None:
                 writer.abort()
-            status = getattr(exc, "status", None) or (502 if exc.__class__.__name__.startswith("Storage") else 400)
+            status = exc.status if isinstance(exc, GatewayError) else 400
             self._record(actor, "upload", "aborted", path=path.path, status=status, nbytes=received,
                          detail={"object_id": object_id, "reason": str(exc)[:300] or type(exc).__name__})
             raise
+        salt = envelope.parse_header(encryptor.header).salt if encryptor else None
+        return _Stored(size=received, sha256=sha.hexdigest(), content_type=content_type,
+                       data_key=data_key, salt=salt)
 
+    def _sniff_head(self, chunks: Iterator[bytes]) -> bytearray:
+        """The first :data:`SNIFF_BYTES` (or more) of the body, for the type check."""
+        head = bytearray()
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= SNIFF_BYTES:
+                break
+        if len(head) > self.max_upload_bytes:
+            raise self._too_large()
+        return head
+
+    def _limited(self, pieces: Iterable[bytes | bytearray]) -> Iterator[bytes | bytearray]:
+        """``pieces`` (empty ones dropped), stopped with :class:`TooLarge` past the limit."""
+        total = 0
+        for piece in pieces:
+            if not piece:
+                continue
+            total += len(piece)
+            if total > self.max_upload_bytes:
+                raise self._too_large()
+            yield piece
+
+    def _catalog(self, actor: Actor, path: ObjectPath, stored: _Stored, target: _Target, *,
+                 object_id: str, storage_id: str, s3_key: str, overwrite: bool) -> StoredObject:
+        """Wrap the data key and add the catalog row (replacing the old one on overwrite)."""
         try:
-            with self.services.sessions() as s:
-                wrapped = None
-                if data_key is not None:
-                    version, wrapped = self.services.keyring.wrap_data_key(
-                        s, actor.org_id, storage_id, data_key)
+            with self.sessions() as s:
+                version, wrapped = target.version, None
+                if stored.data_key is not None:
+                    version, wrapped = self.keyring.wrap_data_key(
+                        s, actor.org_id, storage_id, stored.data_key)
                 obj = StoredObject(
                     id=object_id, org_id=actor.org_id, path=path.path, category=path.category,
-                    size=received, content_type=content_type, sha256=sha.hexdigest(),
-                    encryption=mode, key_version=version, wrapped_data_key=wrapped,
-                    envelope_salt=encryptor.header and envelope.parse_header(encryptor.header).salt
-                    if encryptor else None,
-                    storage_id=storage_id, s3_key=s3_key, created_by=actor.user_id,
-                    created_at=utcnow(),
+                    size=stored.size, content_type=stored.content_type, sha256=stored.sha256,
+                    encryption=target.mode, key_version=version, wrapped_data_key=wrapped,
+                    envelope_salt=stored.salt, storage_id=storage_id, s3_key=s3_key,
+                    created_by=actor.user_id, created_at=utcnow(),
                 )
                 if overwrite:
                     old = self._live(s, actor.org_id, path.path)
@@ -331,22 +337,20 @@ class ObjectService:
                 s.commit()
         except BaseException as exc:
             self._discard(s3_key)
-            self._record(actor, "upload", "aborted", path=path.path, nbytes=received,
+            self._record(actor, "upload", "aborted", path=path.path, nbytes=stored.size,
                          status=409 if isinstance(exc, IntegrityError) else 503,
                          detail={"object_id": object_id, "reason": type(exc).__name__})
             if isinstance(exc, IntegrityError):
                 raise Conflict("an object was stored at this path at the same time") from None
             raise
-        self._record(actor, "upload", "completed", obj=obj, status=201, nbytes=received,
-                     detail={"content_type": content_type, "encryption": mode,
-                             "key_version": version, "via": via})
         return obj
 
     def _discard(self, s3_key: str) -> None:
         try:
-            self.services.store.delete(s3_key)
+            self.store.delete(s3_key)
         except Exception:  # noqa: BLE001  (best effort; reconcile reports leftovers)
             pass
+
 
     # -- download --------------------------------------------------------------------------
 
@@ -367,15 +371,7 @@ class ObjectService:
         closing row with the bytes actually sent, or an integrity-failure row.
         """
         etag = etag_of(obj)
-        byte_range: ByteRange | None = None
-        try:
-            if if_range_allows(if_range, etag, obj.created_at):
-                byte_range = parse_range(range_header, obj.size)
-        except RangeNotSatisfiable:
-            self._record(actor, "range_read", "failure", obj=obj, status=416,
-                         detail={"range": (range_header or "")[:100]})
-            raise BadRange("the requested range is not satisfiable",
-                           headers={"Content-Range": f"bytes */{obj.size}"}) from None
+        byte_range = self._requested_range(actor, obj, range_header, if_range, etag)
         action = "range_read" if byte_range else ("download" if download else "view")
         status = 206 if byte_range else 200
         length = byte_range.length if byte_range else obj.size
@@ -391,13 +387,36 @@ class ObjectService:
             return Download(obj, status, length, byte_range, None, etag)
 
         self._record(actor, action, "started", obj=obj, status=status, detail=detail)
+        obj, body = self._first_bytes(actor, obj, action, detail, sse_key, data_key, byte_range)
+        return Download(obj, status, length, byte_range,
+                        self._audited(actor, obj, action, status, detail, body, byte_range), etag)
+
+    def _requested_range(self, actor: Actor, obj: StoredObject, range_header: str | None,
+                         if_range: str | None, etag: str) -> ByteRange | None:
+        """The range to serve (``None``: the whole object); a 416 is audited."""
+        try:
+            if if_range_allows(if_range, etag, obj.created_at):
+                return parse_range(range_header, obj.size)
+            return None
+        except RangeNotSatisfiable:
+            self._record(actor, "range_read", "failure", obj=obj, status=416,
+                         detail={"range": (range_header or "")[:100]})
+            raise BadRange("the requested range is not satisfiable",
+                           headers={"Content-Range": f"bytes */{obj.size}"}) from None
+
+    def _first_bytes(self, actor: Actor, obj: StoredObject, action: str, detail: dict,
+                     sse_key: bytes | None, data_key: bytes | None,
+                     byte_range: ByteRange | None) -> tuple[StoredObject, Iterator[bytes]]:
+        """Open the plaintext stream before any byte is sent: ``(object, body)``.
+
+        A rotation job may have moved the object to a new S3 key (and deleted the old one)
+        since the row was read: the row is followed, up to :data:`MOVED_RETRIES` times.
+        Failures are audited (``aborted``, or an integrity failure) and raised.
+        """
         for attempt in range(MOVED_RETRIES + 1):
             try:
-                body = self._plaintext(obj, data_key, sse_key, byte_range)
-                break
+                return obj, plaintext(self.store, obj, data_key, sse_key, byte_range)
             except StorageNotFound as exc:
-                # A rotation job may have moved the object to a new S3 key (and deleted the
-                # old one) since the row was read: follow the row, before any byte is sent.
                 moved = self._moved(obj) if attempt < MOVED_RETRIES else None
                 if moved is None:
                     self._record(actor, action, "aborted", obj=obj, status=502, nbytes=0,
@@ -412,16 +431,15 @@ class ObjectService:
                 self._record(actor, action, "aborted", obj=obj, status=502, nbytes=0,
                              detail={**detail, "reason": type(exc).__name__})
                 raise
-        return Download(obj, status, length, byte_range,
-                        self._audited(actor, obj, action, status, detail, body, byte_range), etag)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def _keys(self, actor: Actor, obj: StoredObject) -> tuple[bytes | None, bytes | None]:
         """(SSE-C key, data key) of an object: one of them, the other ``None``."""
         try:
-            with self.services.sessions() as s:
+            with self.sessions() as s:
                 if obj.encryption == EncryptionMode.SSEC.value:
-                    return self.services.keyring.ssec_key(s, obj.org_id, obj.key_version), None
-                return None, self.services.keyring.unwrap_data_key(
+                    return self.keyring.ssec_key(s, obj.org_id, obj.key_version), None
+                return None, self.keyring.unwrap_data_key(
                     s, obj.org_id, obj.storage_id, obj.key_version, obj.wrapped_data_key)
         except envelope.DecryptionError:
             self._integrity_failure(actor, obj, 0, "wrapped data key failed authentication")
@@ -429,38 +447,12 @@ class ObjectService:
 
     def _moved(self, obj: StoredObject) -> StoredObject | None:
         """The object's row again, if it now names another S3 object with the same bytes."""
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             row = s.get(StoredObject, obj.id)
         if (row is None or row.deleted_at is not None or row.s3_key == obj.s3_key
                 or row.sha256 != obj.sha256 or row.size != obj.size):
             return None
         return row
-
-    def _plaintext(self, obj: StoredObject, data_key: bytes | None, sse_key: bytes | None,
-                   byte_range: ByteRange | None) -> Iterator[bytes]:
-        store = self.services.store
-        if sse_key is not None:
-            if byte_range is None:
-                return store.iter_object(obj.s3_key, sse_c=sse_key)
-            return store.iter_object(obj.s3_key, start=byte_range.start,
-                                     end_inclusive=byte_range.end, sse_c=sse_key)
-        assert data_key is not None
-        if byte_range is None:
-            stream = envelope.decrypt_stream(
-                data_key, store.iter_object(obj.s3_key), org_id=obj.org_id,
-                object_id=obj.storage_id)
-            # Authenticate the header and the first segment before the answer starts, so a
-            # wrong key or a damaged header is a clean 502, not a cut connection.
-            first = next(stream, None)
-            return itertools.chain([] if first is None else [first], stream)
-        header = store.get_range_bytes(obj.s3_key, 0, envelope.HEADER_SIZE - 1)
-        decryptor = envelope.Decryptor(data_key, header, org_id=obj.org_id,
-                                       object_id=obj.storage_id)
-        plan = envelope.plan_range(obj.size, decryptor.segment_size, byte_range.start,
-                                   byte_range.end)
-        chunks = store.iter_object(obj.s3_key, start=plan.ciphertext_start,
-                                   end_inclusive=plan.ciphertext_end_inclusive)
-        return envelope.decrypt_range(decryptor, plan, obj.size, chunks)
 
     def _audited(self, actor: Actor, obj: StoredObject, action: str, status: int, detail: dict,
                  body: Iterator[bytes], byte_range: ByteRange | None) -> Iterator[bytes]:
@@ -469,7 +461,7 @@ class ObjectService:
         The closing row is written before the last bytes are released: if the audit log
         cannot take it, the response is cut short and the client never holds a complete copy
         whose delivery is not on record. Decryption and hashing run in a thread a few segments
-        ahead of the writes to the client (:func:`~gateway.streams.read_ahead`), so the two
+        ahead of the writes to the client (:func:`~gateway.storage.streams.read_ahead`), so the two
         overlap.
         """
         expected = byte_range.length if byte_range is not None else obj.size
@@ -483,7 +475,7 @@ class ObjectService:
                          nbytes=sent if nbytes is None else nbytes,
                          detail={**detail, **({"reason": reason} if reason else {})})
 
-        ahead = read_ahead(body if byte_range is not None else _checked(body, obj), DOWNLOAD_AHEAD)
+        ahead = read_ahead(body if byte_range is not None else checked(body, obj), DOWNLOAD_AHEAD)
         try:
             for chunk in ahead:
                 if sent + len(chunk) >= expected:
@@ -517,7 +509,7 @@ class ObjectService:
         """Mark an object deleted (recoverable until purged); admin or its uploader."""
         path = self._path(actor, raw_path, "delete")
         self._require_role(actor, WRITE_ROLES, "delete", path.path)
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             obj = self._live(s, actor.org_id, path.path)
         if obj is None:
             raise self._not_found(actor, path.path, "delete")
@@ -526,7 +518,7 @@ class ObjectService:
                          detail={"reason": "only the uploader or an admin may delete"})
             raise Forbidden("only the uploader or an admin may delete this object")
         self._record(actor, "delete", "success", obj=obj, status=204)
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             row = s.get(StoredObject, obj.id)
             if row is not None and row.deleted_at is None:
                 row.deleted_at = utcnow()
@@ -536,14 +528,14 @@ class ObjectService:
 
     def restore(self, actor: Actor, object_id: str) -> StoredObject:
         """Undo a delete, unless another object now lives at the path."""
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             obj = s.get(StoredObject, object_id)
             if obj is None or obj.org_id != actor.org_id or obj.deleted_at is None:
                 raise NotFound("no deleted object with this id")
             if self._live(s, obj.org_id, obj.path) is not None:
                 raise Conflict("another object now lives at this path")
         self._record(actor, "restore", "success", obj=obj)
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             row = s.get(StoredObject, object_id)
             row.deleted_at = None
             row.deleted_by = None
@@ -553,7 +545,7 @@ class ObjectService:
     def purge(self, actor: Actor, *, older_than: datetime) -> int:
         """Remove deleted objects for good (bucket, then catalog); returns how many."""
         count = 0
-        with self.services.sessions() as s:
+        with self.sessions() as s:
             stmt = select(StoredObject).where(StoredObject.deleted_at.is_not(None),
                                               StoredObject.deleted_at <= older_than)
             if actor.org_id is not None:
@@ -563,7 +555,7 @@ class ObjectService:
             self._record(Actor(**{**actor.__dict__, "org_id": obj.org_id}), "purge", "success",
                          obj=obj)
             self._discard(obj.s3_key)
-            with self.services.sessions() as s:
+            with self.sessions() as s:
                 row = s.get(StoredObject, obj.id)
                 if row is not None:
                     s.delete(row)

@@ -1,0 +1,69 @@
+"""The audit trail: record every access, chain the rows, verify, query, export and archive.
+
+Rooms: :mod:`.events` (actions, outcomes, errors), :mod:`.chain` (the exact bytes hashed;
+pure), :mod:`.log` (appending), :mod:`.verification`, :mod:`.queries`, :mod:`.exports`,
+:mod:`.archives` (monthly archives in the bucket).
+
+May import: :mod:`gateway.errors`, :mod:`gateway.principal`, :mod:`gateway.db`,
+:mod:`gateway.crypto` and :mod:`gateway.storage` (archives only); never Flask, click, the
+files domain or :mod:`gateway.services`. The keyring is passed in (anything with
+``audit_key(session, chain)``).
+"""
+from .archives import (
+    ARCHIVE_FORMAT,
+    ARCHIVE_PREFIX,
+    ArchiveReport,
+    ArchiveResult,
+    ArchiveServices,
+    archive_key,
+    archive_month,
+    archive_storage_id,
+    month_bounds,
+    verify_archive,
+)
+from .chain import (
+    EXPORT_FIELDS,
+    GENESIS_HASH,
+    HASH_FORMAT,
+    HASHED_FIELDS,
+    canonical_json,
+    format_time,
+    row_fields,
+    row_hash,
+    row_message,
+)
+from .events import SYSTEM_CHAIN, Action, AuditArchiveError, AuditUnavailable, Outcome
+from .exports import event_to_dict, to_csv, to_jsonl
+from .log import AuditLog, lock_chain_head
+from .queries import (
+    Page,
+    cursor_after,
+    iter_query,
+    parse_action,
+    parse_month,
+    parse_outcome,
+    parse_time,
+    query,
+    query_page,
+    user_condition,
+)
+from .verification import (
+    CHAIN_COLUMNS,
+    REASONS,
+    ChainFault,
+    ChainResult,
+    VerifyReport,
+    verify,
+)
+
+__all__ = [
+    "ARCHIVE_FORMAT", "ARCHIVE_PREFIX", "CHAIN_COLUMNS", "EXPORT_FIELDS", "GENESIS_HASH",
+    "HASHED_FIELDS", "HASH_FORMAT", "REASONS", "SYSTEM_CHAIN", "Action", "ArchiveReport",
+    "ArchiveResult", "ArchiveServices", "AuditArchiveError", "AuditLog", "AuditUnavailable",
+    "ChainFault", "ChainResult", "Outcome", "Page", "VerifyReport", "archive_key",
+    "archive_month", "archive_storage_id", "canonical_json", "cursor_after", "event_to_dict",
+    "format_time", "iter_query", "lock_chain_head", "month_bounds", "parse_action",
+    "parse_month", "parse_outcome", "parse_time", "query", "query_page", "row_fields",
+    "row_hash", "row_message", "to_csv", "to_jsonl", "user_condition", "verify",
+    "verify_archive",
+]

@@ -1,0 +1,80 @@
+"""What the trail records: the actions and outcomes, and the audit errors.
+
+Pure: imports nothing but the standard library and :mod:`gateway.errors`.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+from ..errors import GatewayError
+
+#: The chain of events that belong to no organisation (e.g. a failed login for an unknown
+#: e-mail address, or an operator command run without ``--org``).
+SYSTEM_CHAIN = "system"
+
+
+class Action(str, Enum):
+    """What happened. Stored as the value; never renamed (old rows keep their names)."""
+
+    UPLOAD = "upload"  # outcome started, then completed / aborted with the bytes received
+    VIEW = "view"  # inline display (outcome started, then completed / aborted)
+    DOWNLOAD = "download"  # attachment (outcome started, then completed / aborted)
+    RANGE_READ = "range_read"  # a Range request (outcome started, then completed / aborted)
+    LIST = "list"
+    DELETE = "delete"
+    PURGE = "purge"
+    RESTORE = "restore"
+    LINK_ISSUED = "link_issued"
+    LINK_USED = "link_used"
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    DENIED = "denied"
+    INTEGRITY_FAILURE = "integrity_failure"
+    KEY_ROTATE = "key_rotate"
+    KEY_REWRAP = "key_rewrap"
+    KEY_REENCRYPT = "key_reencrypt"
+    KEY_ROTATE_MASTER = "key_rotate_master"
+    KEY_MIGRATE_SSEC = "key_migrate_ssec"
+    KEY_RETIRE = "key_retire"
+    ORG_CREATE = "org_create"
+    USER_CREATE = "user_create"
+    USER_UPDATE = "user_update"
+    TOKEN_CREATE = "token_create"
+    TOKEN_REVOKE = "token_revoke"
+    STORAGE_RECONCILE = "storage_reconcile"
+    DECRYPT = "decrypt"  # `gateway decrypt` run on the server
+    AUDIT_QUERY = "audit_query"
+    AUDIT_EXPORT = "audit_export"
+    AUDIT_ARCHIVE = "audit_archive"
+    AUDIT_VERIFY = "audit_verify"
+
+
+class Outcome(str, Enum):
+    """How it ended. Transfers write ``started`` before the first byte, then ``completed`` or
+    ``aborted`` with the bytes actually moved."""
+
+    SUCCESS = "success"
+    STARTED = "started"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    DENIED = "denied"
+    FAILURE = "failure"
+    INTEGRITY_FAILURE = "integrity_failure"
+    ERROR = "error"
+
+
+class AuditUnavailable(GatewayError):
+    """The event could not be recorded; whatever it was about must not happen (HTTP 503).
+
+    The message is generic; the cause (database or keyring error) is chained for the logs.
+    """
+
+    status, code = 503, "audit_unavailable"
+    public_message = "the audit log is unavailable; nothing was served"
+
+
+class AuditArchiveError(GatewayError):
+    """An archive cannot be written or read (bad month, conflicting archive, broken rows)."""
+
+    status, code = 409, "audit_archive"

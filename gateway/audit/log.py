@@ -1,0 +1,161 @@
+"""Writing the audit trail: append-only events, chained per organisation with a keyed hash.
+
+Every event is one row of ``audit_events``, written by :meth:`AuditLog.record` in its own short
+transaction, committed before the call returns. Rows form one chain per organisation (and a
+``"system"`` chain for events without one): row ``seq`` carries the hash of row ``seq - 1`` and
+its own HMAC-SHA256 under the chain's key from the keyring (:mod:`gateway.audit.chain`), so that
+:func:`~gateway.audit.verification.verify` finds any row that was edited, deleted, inserted or
+moved.
+
+Nothing here knows Flask. Any failure to record raises :class:`AuditUnavailable` (no audit, no
+access).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..db.models import AuditChainHead, AuditEvent, utcnow
+from ..principal import Actor
+from .chain import GENESIS_HASH, canonical_json, row_hash
+from .events import SYSTEM_CHAIN, Action, AuditUnavailable, Outcome
+
+log = logging.getLogger(__name__)
+
+_TEXT_LIMITS = {  # column lengths: longer values are cut so that a long header never fails a write
+    "user_email": 320, "role": 16, "object_id": 32, "object_path": 1024, "client_addr": 64,
+    "user_agent": 512, "request_id": 64,
+}
+
+
+def _clean(value: str | None, limit: int | None) -> str | None:
+    """A value the database stores exactly as hashed: no NUL, valid UTF-8, within the column."""
+    if value is None:
+        return None
+    value = str(value).replace("\x00", "\ufffd")
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:limit] if limit is not None else value
+
+
+class AuditLog:
+    """Records events. One instance per process, shared by threads.
+
+    :param sessions: the session factory (each event gets its own session and transaction).
+    :param keyring: anything with ``audit_key(session, chain) -> bytes`` (32 bytes).
+    :param clock: returns the current time (timezone-aware); tests fix it.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], keyring: Any,
+                 *, clock: Callable[[], datetime] = utcnow) -> None:
+        self._sessions = sessions
+        self._keyring = keyring
+        self._clock = clock
+
+    def record(
+        self,
+        *,
+        action: Action | str,
+        outcome: Outcome | str,
+        actor: Actor,
+        object_id: str | None = None,
+        object_path: str | None = None,
+        http_status: int | None = None,
+        nbytes: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+        org_id: str | None = None,
+    ) -> AuditEvent:
+        """Append one event to its organisation's chain and commit it.
+
+        :param org_id: the chain; defaults to ``actor.org_id`` (``None``: the system chain).
+        :returns: the committed row (detached; its ``id``, ``seq`` and hashes are set).
+        :raises ValueError: for an unknown action or outcome, or a detail that is not JSON.
+        :raises AuditUnavailable: when the event could not be recorded, for whatever reason.
+        """
+        org = org_id if org_id is not None else actor.org_id
+        fields: dict[str, object] = {
+            "org_id": org,
+            "user_id": actor.user_id,
+            "user_email": actor.email,
+            "role": actor.role,
+            "action": Action(action).value,
+            "object_id": object_id,
+            "object_path": object_path,
+            "outcome": Outcome(outcome).value,
+            "http_status": int(http_status) if http_status is not None else None,
+            "bytes": int(nbytes) if nbytes is not None else None,
+            "client_addr": actor.client_addr,
+            "user_agent": actor.user_agent,
+            "request_id": actor.request_id,
+            "detail": canonical_json(detail) if detail is not None else None,
+        }
+        for name, limit in _TEXT_LIMITS.items():
+            fields[name] = _clean(fields[name], limit)  # type: ignore[arg-type]
+        fields["detail"] = _clean(fields["detail"], None)  # type: ignore[arg-type]
+        chain = org or SYSTEM_CHAIN
+        try:
+            return self._append(chain, fields)
+        except Exception as exc:  # noqa: BLE001  (any failure: fail closed)
+            log.error("audit event %s/%s not recorded: %s", fields["action"], fields["outcome"],
+                      type(exc).__name__)
+            raise AuditUnavailable("the audit log is unavailable") from exc
+
+    def _append(self, chain: str, fields: dict[str, object]) -> AuditEvent:
+        with self._sessions() as session, session.begin():
+            head_seq, head_hash = lock_chain_head(session, chain)
+            key = self._keyring.audit_key(session, chain)
+            values = dict(fields, chain=chain, seq=head_seq + 1, occurred_at=self._clock(),
+                          prev_hash=head_hash)
+            values["row_hash"] = row_hash(key, head_hash, values)
+            row_id = session.execute(_INSERT_EVENT, values).scalar_one()
+            session.execute(_ADVANCE_HEAD, {"head_chain": chain, "head_seq": values["seq"],
+                                            "head_hash": values["row_hash"]})
+        return AuditEvent(id=row_id, **values)
+
+
+_EVENTS = AuditEvent.__table__
+_HEADS = AuditChainHead.__table__
+# Statements built once, so that each event only binds its values.
+_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_SELECT_HEAD = select(_HEADS.c.seq, _HEADS.c.row_hash).where(
+    _HEADS.c.chain == bindparam("head_chain"))
+_SELECT_HEAD_FOR_UPDATE = _SELECT_HEAD.with_for_update()
+_ADVANCE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.chain == bindparam("head_chain"))
+    .values(seq=bindparam("head_seq"), row_hash=bindparam("head_hash"))
+)
+
+
+def lock_chain_head(session: Session, chain: str) -> tuple[int, str]:
+    """The chain head's ``(seq, row_hash)``, locked until the transaction ends.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``; a missing head is inserted with ``ON CONFLICT DO
+    NOTHING`` (which waits for a concurrent insert of the same head) and read again. SQLite:
+    the ``BEGIN IMMEDIATE`` of :mod:`gateway.db` already serialises writers.
+    """
+    dialect = session.get_bind().dialect.name
+    stmt = _SELECT_HEAD if dialect == "sqlite" else _SELECT_HEAD_FOR_UPDATE
+    head = session.execute(stmt, {"head_chain": chain}).first()
+    if head is not None:
+        return head[0], head[1]
+    values = {"chain": chain, "seq": 0, "row_hash": GENESIS_HASH}
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        session.execute(dialect_insert(_HEADS).values(**values)
+                        .on_conflict_do_nothing(index_elements=["chain"]))
+    else:  # another backend: insert, and on a lost race read the winner's row
+        try:
+            with session.begin_nested():
+                session.execute(insert(_HEADS).values(**values))
+        except IntegrityError:
+            pass
+    head = session.execute(stmt, {"head_chain": chain}).one()
+    return head[0], head[1]

@@ -1,0 +1,213 @@
+"""Asking the trail: filtered, paged queries of one organisation's events, and the parsing of
+filters shared by the command line and the HTTP API."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from enum import Enum
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..db.models import AuditEvent
+from .events import SYSTEM_CHAIN, Action, Outcome
+
+
+def _as_values(value: Any, enum: type[Enum]) -> list[str] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, Enum)) else list(value)
+    return [enum(v).value for v in items]
+
+
+def user_condition(user: str | int) -> ColumnElement[bool]:
+    """A user given as an id (``42`` or ``"42"``) or an e-mail address (case-insensitive)."""
+    if isinstance(user, int) and not isinstance(user, bool):
+        return AuditEvent.user_id == user
+    text = str(user).strip()
+    if text.isdigit():
+        return AuditEvent.user_id == int(text)
+    if "@" in text:
+        return func.lower(AuditEvent.user_email) == text.lower()
+    raise ValueError(f"user must be a user id or an e-mail address, not {user!r}")
+
+
+def _conditions(
+    *, org_id: str | None, all_orgs: bool = False, user: str | int | None = None,
+    object_id: str | None = None, object_path: str | None = None, action: Any = None,
+    outcome: Any = None, since: datetime | None = None, until: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if org_id is None:
+        if not all_orgs:
+            raise ValueError("an audit query is restricted to one organisation")
+    elif org_id == SYSTEM_CHAIN:
+        conds.append(AuditEvent.chain == SYSTEM_CHAIN)
+    else:
+        conds.append(AuditEvent.org_id == org_id)
+    if user is not None and user != "":
+        conds.append(user_condition(user))
+    if object_id:
+        conds.append(AuditEvent.object_id == object_id)
+    if object_path:
+        if object_path.endswith("*"):
+            prefix = object_path[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(AuditEvent.object_path.like(prefix + "%", escape="\\"))
+        else:
+            conds.append(AuditEvent.object_path == object_path)
+    actions = _as_values(action, Action)
+    if actions:
+        conds.append(AuditEvent.action.in_(actions))
+    outcomes = _as_values(outcome, Outcome)
+    if outcomes:
+        conds.append(AuditEvent.outcome.in_(outcomes))
+    for bound in (since, until):
+        if bound is not None and bound.tzinfo is None:
+            raise ValueError("since and until must be timezone-aware")
+    if since is not None:
+        conds.append(AuditEvent.occurred_at >= since)
+    if until is not None:
+        conds.append(AuditEvent.occurred_at < until)
+    return conds
+
+
+def query(
+    session: Session,
+    *,
+    org_id: str | None,
+    user: str | int | None = None,
+    object_id: str | None = None,
+    object_path: str | None = None,
+    action: Action | str | Sequence[Action | str] | None = None,
+    outcome: Outcome | str | Sequence[Outcome | str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    after_id: int | None = None,
+    descending: bool = False,
+    all_orgs: bool = False,
+) -> list[AuditEvent]:
+    """One page of events, oldest first (or newest first with ``descending``).
+
+    :param org_id: the organisation whose events are returned (the caller passes the acting
+        user's); :data:`SYSTEM_CHAIN` for events without one. ``None`` only with ``all_orgs``
+        (an operator on the server).
+    :param user: a user id or e-mail address.
+    :param object_path: an exact path, or a prefix ending in ``*``.
+    :param since: inclusive; ``until``: exclusive. Timezone-aware.
+    :param after_id: keyset cursor: the last id of the previous page.
+    :raises ValueError: for an unknown action, outcome or user form, or a missing org.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    conds = _conditions(org_id=org_id, all_orgs=all_orgs, user=user, object_id=object_id,
+                        object_path=object_path, action=action, outcome=outcome, since=since,
+                        until=until)
+    if after_id is not None:
+        conds.append(AuditEvent.id < after_id if descending else AuditEvent.id > after_id)
+    order = AuditEvent.id.desc() if descending else AuditEvent.id
+    return list(session.scalars(select(AuditEvent).where(*conds).order_by(order).limit(limit)))
+
+
+def cursor_after(session: Session, *, limit: int, after_id: int | None = None,
+                 descending: bool = False, all_orgs: bool = False, **filters: Any) -> int | None:
+    """The cursor that follows a page of ``limit`` events, or None when no event follows it.
+
+    Asks for ids only, so that an export can send it as a header before streaming the page.
+    """
+    conds = _conditions(all_orgs=all_orgs, **filters)
+    if after_id is not None:
+        conds.append(AuditEvent.id < after_id if descending else AuditEvent.id > after_id)
+    order = AuditEvent.id.desc() if descending else AuditEvent.id
+    ids = list(session.scalars(select(AuditEvent.id).where(*conds).order_by(order)
+                               .offset(limit - 1).limit(2)))
+    return ids[0] if len(ids) == 2 else None
+
+
+@dataclass
+class Page:
+    events: list[AuditEvent]
+    next: int | None  # cursor (``after_id``) of the next page, None on the last page
+
+
+def query_page(session: Session, *, limit: int = 100, **filters: Any) -> Page:
+    """:func:`query`, plus the cursor of the next page (``None`` when this one is the last)."""
+    rows = query(session, limit=limit + 1, **filters)
+    if len(rows) > limit:
+        return Page(rows[:limit], rows[limit - 1].id)
+    return Page(rows, None)
+
+
+def iter_query(sessions: sessionmaker[Session], *, limit: int | None = None,
+               batch_size: int = 1000, **filters: Any) -> Iterator[AuditEvent]:
+    """Every matching event (up to ``limit``), read in keyset batches, one session per batch."""
+    after = filters.pop("after_id", None)
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = batch_size if remaining is None else min(batch_size, remaining)
+        with sessions() as session:
+            rows = query(session, limit=size, after_id=after, **filters)
+        yield from rows
+        if len(rows) < size:
+            return
+        after = rows[-1].id
+        if remaining is not None:
+            remaining -= len(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing filters (shared by the command line and the HTTP API)
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_time(value: str, *, end: bool = False) -> datetime:
+    """An ISO 8601 time or a ``YYYY-MM-DD`` date, as aware UTC; naive times are UTC.
+
+    A date alone means its start, or with ``end`` the start of the next day (so ``until
+    2026-11-30`` includes the whole of that day).
+    :raises ValueError: with a message fit for the user.
+    """
+    text = value.strip()
+    try:
+        if _DATE_ONLY.match(text):
+            day = date.fromisoformat(text)
+            if end:
+                day += timedelta(days=1)
+            return datetime.combine(day, time.min, tzinfo=timezone.utc)
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a date: use YYYY-MM-DD or ISO 8601 such as 2026-11-25T14:30:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_action(value: str) -> list[str]:
+    """One action or several separated by commas; :class:`ValueError` names the valid ones."""
+    return _parse_enum(value, Action, "action")
+
+
+def parse_outcome(value: str) -> list[str]:
+    return _parse_enum(value, Outcome, "outcome")
+
+
+def _parse_enum(value: str, enum: type[Enum], what: str) -> list[str]:
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    valid = [m.value for m in enum]
+    for item in items:
+        if item not in valid:
+            raise ValueError(f"unknown {what} {item!r}; one of: {', '.join(valid)}")
+    return items
+
+
+def parse_month(value: str) -> tuple[int, int]:
+    """``YYYY-MM`` as ``(year, month)``."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", value.strip())
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise ValueError(f"{value!r} is not a month: use YYYY-MM, e.g. 2026-11")
+    return int(match.group(1)), int(match.group(2))

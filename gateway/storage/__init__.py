@@ -1,0 +1,29 @@
+"""Storage: the bucket, and nothing else. The only room that imports boto3 (with
+:mod:`gateway.keys.kms`).
+
+Rooms: :mod:`.s3` (:class:`ObjectStore`, streaming multipart uploads, ranged reads, bucket
+setup), :mod:`.streams` (read-ahead of iterators in a thread; no I/O of its own),
+:mod:`.errors`.
+
+May import: :mod:`gateway.errors`, boto3 and botocore; nothing else of the gateway. Bytes in
+and out are ciphertext (or SSE-C plaintext sent over TLS); this room never sees a key but the
+SSE-C key it is handed per call.
+"""
+from .errors import SseCRefused, StorageError, StorageNotFound
+from .s3 import (
+    BPA_RELAXED,
+    MAX_PARTS_IN_FLIGHT,
+    PART_SIZE,
+    ObjectStore,
+    StoredInfo,
+    UploadWriter,
+    crc32_b64,
+    ssec_params,
+)
+from .streams import read_ahead
+
+__all__ = [
+    "BPA_RELAXED", "MAX_PARTS_IN_FLIGHT", "PART_SIZE", "ObjectStore", "SseCRefused",
+    "StorageError", "StorageNotFound", "StoredInfo", "UploadWriter", "crc32_b64",
+    "read_ahead", "ssec_params",
+]
