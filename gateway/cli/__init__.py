@@ -5,41 +5,10 @@ Each module holds the commands of one area and lists them in ``COMMANDS``. Every
 as one line (``gateway: ...``, exit status 1), never a traceback. The same commands are
 offered to ``flask`` as plugins (``flask.commands`` entry points in ``setup.cfg``).
 
-May import anything of the gateway but the web app (the ``dev`` command builds the app).
+May import anything of the gateway: it stands on top (``gateway dev`` builds the web app).
+Rooms: one module per area (``admin``, ``keys``, ``rotation``, ``audit``, ``storage``,
+``files``, ``decrypt``, ``dev``), :mod:`.root` (the root group), :mod:`._common`.
 """
-from __future__ import annotations
+from .root import GROUPS, cli, main
 
-import click
-
-from . import admin, audit, decrypt, dev, files, keys, rotation, storage
-from ._common import GatewayGroup
-
-#: ``rotation``'s commands join the ``keys`` group.
-_AREAS = (admin, dev, keys, rotation, audit, storage, decrypt, files)
-
-
-@click.group(cls=GatewayGroup, help="Encrypting upload gateway for patient files.")
-def cli() -> None:
-    """Root command group."""
-
-
-GROUPS: list[click.Command] = [command for area in _AREAS for command in area.COMMANDS]
-for _command in GROUPS:
-    cli.add_command(_command)
-
-
-def main() -> None:
-    """Console-script entry point (click's standalone mode, with the gateway's one-line errors)."""
-    try:
-        cli(prog_name="gateway", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        raise SystemExit(1) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-
-
-__all__ = ["GROUPS", "GatewayGroup", "cli", "main"]
+__all__ = ["GROUPS", "cli", "main"]
