@@ -32,7 +32,14 @@ from .chain import (
     row_hash,
     row_message,
 )
-from .events import SYSTEM_CHAIN, Action, AuditArchiveError, AuditUnavailable, Outcome
+from .events import (
+    SYSTEM_CHAIN,
+    Action,
+    AuditArchiveError,
+    AuditUnavailable,
+    FilterError,
+    Outcome,
+)
 from .exports import event_to_dict, to_csv, to_jsonl
 from .log import AuditLog, lock_chain_head
 from .queries import (
@@ -60,7 +67,7 @@ __all__ = [
     "ARCHIVE_FORMAT", "ARCHIVE_PREFIX", "CHAIN_COLUMNS", "EXPORT_FIELDS", "GENESIS_HASH",
     "HASHED_FIELDS", "HASH_FORMAT", "REASONS", "SYSTEM_CHAIN", "Action", "ArchiveReport",
     "ArchiveResult", "ArchiveServices", "AuditArchiveError", "AuditLog", "AuditUnavailable",
-    "ChainFault", "ChainResult", "Outcome", "Page", "VerifyReport", "archive_key",
+    "ChainFault", "ChainResult", "FilterError", "Outcome", "Page", "VerifyReport", "archive_key",
     "archive_month", "archive_storage_id", "canonical_json", "cursor_after", "event_to_dict",
     "format_time", "iter_query", "lock_chain_head", "month_bounds", "parse_action",
     "parse_month", "parse_outcome", "parse_time", "query", "query_page", "row_fields",

@@ -74,6 +74,12 @@ class AuditUnavailable(GatewayError):
     public_message = "the audit log is unavailable; nothing was served"
 
 
+class FilterError(GatewayError, ValueError):
+    """A filter of an audit query is malformed (HTTP 400); the message says how to write it."""
+
+    status, code = 400, "bad_request"
+
+
 class AuditArchiveError(GatewayError):
     """An archive cannot be written or read (bad month, conflicting archive, broken rows)."""
 

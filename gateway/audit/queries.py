@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db.models import AuditEvent
-from .events import SYSTEM_CHAIN, Action, Outcome
+from .events import SYSTEM_CHAIN, Action, FilterError, Outcome
 
 
 def _as_values(value: Any, enum: type[Enum]) -> list[str] | None:
@@ -31,7 +31,7 @@ def user_condition(user: str | int) -> ColumnElement[bool]:
         return AuditEvent.user_id == int(text)
     if "@" in text:
         return func.lower(AuditEvent.user_email) == text.lower()
-    raise ValueError(f"user must be a user id or an e-mail address, not {user!r}")
+    raise FilterError(f"user must be a user id or an e-mail address, not {user!r}")
 
 
 def _conditions(
@@ -98,7 +98,8 @@ def query(
     :param object_path: an exact path, or a prefix ending in ``*``.
     :param since: inclusive; ``until``: exclusive. Timezone-aware.
     :param after_id: keyset cursor: the last id of the previous page.
-    :raises ValueError: for an unknown action, outcome or user form, or a missing org.
+    :raises FilterError: for an unknown action, outcome or user form.
+    :raises ValueError: for a missing org or naive times (the caller's mistake).
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
@@ -168,7 +169,7 @@ def parse_time(value: str, *, end: bool = False) -> datetime:
 
     A date alone means its start, or with ``end`` the start of the next day (so ``until
     2026-11-30`` includes the whole of that day).
-    :raises ValueError: with a message fit for the user.
+    :raises FilterError: with a message fit for the user.
     """
     text = value.strip()
     try:
@@ -179,7 +180,7 @@ def parse_time(value: str, *, end: bool = False) -> datetime:
             return datetime.combine(day, time.min, tzinfo=timezone.utc)
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
-        raise ValueError(
+        raise FilterError(
             f"{value!r} is not a date: use YYYY-MM-DD or ISO 8601 such as 2026-11-25T14:30:00Z"
         ) from None
     if parsed.tzinfo is None:
@@ -188,7 +189,7 @@ def parse_time(value: str, *, end: bool = False) -> datetime:
 
 
 def parse_action(value: str) -> list[str]:
-    """One action or several separated by commas; :class:`ValueError` names the valid ones."""
+    """One action or several separated by commas; :class:`FilterError` names the valid ones."""
     return _parse_enum(value, Action, "action")
 
 
@@ -201,7 +202,7 @@ def _parse_enum(value: str, enum: type[Enum], what: str) -> list[str]:
     valid = [m.value for m in enum]
     for item in items:
         if item not in valid:
-            raise ValueError(f"unknown {what} {item!r}; one of: {', '.join(valid)}")
+            raise FilterError(f"unknown {what} {item!r}; one of: {', '.join(valid)}")
     return items
 
 
@@ -209,5 +210,5 @@ def parse_month(value: str) -> tuple[int, int]:
     """``YYYY-MM`` as ``(year, month)``."""
     match = re.fullmatch(r"(\d{4})-(\d{2})", value.strip())
     if not match or not 1 <= int(match.group(2)) <= 12:
-        raise ValueError(f"{value!r} is not a month: use YYYY-MM, e.g. 2026-11")
+        raise FilterError(f"{value!r} is not a month: use YYYY-MM, e.g. 2026-11")
     return int(match.group(1)), int(match.group(2))
