@@ -2,14 +2,12 @@
 
 Every command is a subcommand of the :data:`keys` group; commands that move objects
 (``rewrap``, ``reencrypt``, ``migrate-ssec``) join the same group from their own code with
-``@keys.command(...)``. Keyring failures are translated once, by :func:`keyring_errors`, into a
-one-line :class:`CommandError`. Commands that change keys record an audit event
+``@keys.command(...)``. A keyring failure ends a command with one line, like any
+:class:`~gateway.errors.GatewayError` (:class:`~gateway.cli._common.GatewayGroup`). Commands that change keys record an audit event
 (:func:`_audit`). ``keys/README.md`` describes every procedure.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,15 +34,6 @@ KEY_SETTINGS: tuple[str, ...] = ("GATEWAY_MASTER_KEY",)
 @click.group(cls=GatewayGroup, help="Key management.")
 def keys() -> None:
     """The ``gateway keys`` command group."""
-
-
-@contextlib.contextmanager
-def keyring_errors() -> Iterator[None]:
-    """Turn a :class:`KeyringError` into a one-line :class:`CommandError`."""
-    try:
-        yield
-    except KeyringError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def _command_name() -> str:
@@ -148,7 +137,7 @@ def rotate_master(services) -> None:  # type: ignore[no-untyped-def]
     master = keyring.master
     added: int | None = None
     done = 0
-    with services.sessions() as session, keyring_errors():
+    with services.sessions() as session:
         pending = keyring.master_rewrap_pending(session)
         session.rollback()
         if pending:
@@ -220,15 +209,14 @@ def retire_master(services, version: int) -> None:  # type: ignore[no-untyped-de
             "schedule its deletion) in KMS once no key is wrapped by it"
         )
     key_id = f"file:{version}"
-    with keyring_errors():
-        is_current = key_id == master.key_id
+    is_current = key_id == master.key_id
     if is_current:
         _audit(services, "key_retire", "denied", None, {"master_key_id": key_id, "current": True})
         raise CommandError(
             f"master key version {version} is the current one; run gateway keys rotate-master "
             "first"
         )
-    with services.sessions() as session, keyring_errors():
+    with services.sessions() as session:
         in_use = keyring.master_key_usage(session).get(key_id, 0)
         session.rollback()  # audit only outside a transaction
         if in_use:
