@@ -86,35 +86,11 @@ def dev(host: str, port: int, workers: int) -> None:
                 moto.kill()
 
     atexit.register(_stop_moto)
-
     key_path = DEV_DIR / "master.key"
     init_master_key_file(str(key_path))
-    env = {
-        "GATEWAY_DATABASE_URL": f"sqlite:///{DEV_DIR / 'gateway.db'}",
-        "GATEWAY_S3_BUCKET": DEV_BUCKET,
-        "GATEWAY_S3_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
-        "GATEWAY_MASTER_KEY": f"file:{key_path}",
-        "GATEWAY_SECRET_KEY": secrets.token_urlsafe(32),
-        "AWS_ACCESS_KEY_ID": "dev",
-        "AWS_SECRET_ACCESS_KEY": "dev",
-        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-    }
-    for name in ("GATEWAY_MAX_UPLOAD_BYTES", "GATEWAY_READ_LINK_SECONDS",
-                 "GATEWAY_WRITE_LINK_SECONDS", "GATEWAY_IDLE_LOGOUT_SECONDS"):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    os.environ.update(env)
+    os.environ.update(_dev_environment(moto_port, key_path))
     settings = Settings.from_env(dev=True)
-    upgrade(settings.database_url)
-    services = build_services(settings)
-    services.store.setup_bucket(origin=f"http://{host}:{port}")
-    org_id = create_organisation(services, DEMO_ORG, "cse")
-    passwords = []
-    for email, role in DEMO_USERS:
-        password = generate_password()
-        create_user(services, email, org_id, role, password)
-        passwords.append((email, role, password))
-    services.close()
+    org_id, passwords = _demo_organisation(settings, origin=f"http://{host}:{port}")
 
     click.echo("")
     click.echo("Embedded stack (development only):")
@@ -137,6 +113,43 @@ def dev(host: str, port: int, workers: int) -> None:
         Server(_factory, options(f"{host}:{port}", workers=workers, threads=16)).run()
     finally:
         _stop_moto()
+
+
+def _dev_environment(moto_port: int, key_path: Path) -> dict[str, str]:
+    """The settings of the embedded stack (the limits may still come from the environment)."""
+    env = {
+        "GATEWAY_DATABASE_URL": f"sqlite:///{DEV_DIR / 'gateway.db'}",
+        "GATEWAY_S3_BUCKET": DEV_BUCKET,
+        "GATEWAY_S3_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "GATEWAY_MASTER_KEY": f"file:{key_path}",
+        "GATEWAY_SECRET_KEY": secrets.token_urlsafe(32),
+        "AWS_ACCESS_KEY_ID": "dev",
+        "AWS_SECRET_ACCESS_KEY": "dev",
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+    for name in ("GATEWAY_MAX_UPLOAD_BYTES", "GATEWAY_READ_LINK_SECONDS",
+                 "GATEWAY_WRITE_LINK_SECONDS", "GATEWAY_IDLE_LOGOUT_SECONDS"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def _demo_organisation(settings: Settings, *, origin: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """Schema, bucket, the demo organisation and its users: ``(org id, [(e-mail, role,
+    password)])``."""
+    upgrade(settings.database_url)
+    services = build_services(settings)
+    try:
+        services.store.setup_bucket(origin=origin)
+        org_id = create_organisation(services, DEMO_ORG, "cse")
+        passwords = []
+        for email, role in DEMO_USERS:
+            password = generate_password()
+            create_user(services, email, org_id, role, password)
+            passwords.append((email, role, password))
+    finally:
+        services.close()
+    return org_id, passwords
 
 
 COMMANDS = [dev]
