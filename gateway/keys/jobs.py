@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..audit import AuditLog
+from ..config import Settings
 from ..crypto import envelope
 from ..db.models import Job, StoredObject, new_id, utcnow
 from ..errors import GatewayError
@@ -48,6 +49,7 @@ MAX_PASSES = 3
 class JobServices(Protocol):
     """What a job uses (the application's services provide it)."""
 
+    settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
     keyring: Keyring
