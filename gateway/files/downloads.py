@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 from ..crypto import envelope
 from ..db.models import StoredObject
@@ -27,7 +27,6 @@ class Download:
     byte_range: ByteRange | None
     body: Iterator[bytes] | None
     etag: str
-    on_close: list[Callable[[], None]] = field(default_factory=list)
 
 
 def etag_of(obj: StoredObject) -> str:
