@@ -17,11 +17,9 @@ from pathlib import Path
 import click
 
 from ..accounts import create_organisation, create_user, generate_password
-from ..app import create_app
 from ..config import Settings
 from ..db import upgrade
 from ..keys import init_master_key_file
-from ..serve import Server, options
 from ..services import build_services
 
 DEV_DIR = Path("instance") / "dev"
@@ -104,6 +102,10 @@ def dev(host: str, port: int, workers: int) -> None:
         click.echo(f"  {role:<8} {email:<20} password: {password}")
     click.echo(f"\nSign in at http://{host}:{port}/login  (Ctrl-C to stop)\n")
     sys.stdout.flush()
+
+    # imported here, so that the other commands start without Flask and gunicorn
+    from ..app import create_app
+    from ..serve import Server, options
 
     def _factory():  # type: ignore[no-untyped-def]
         return create_app(Settings.from_env(dev=True))
