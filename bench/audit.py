@@ -47,7 +47,8 @@ from gateway.audit import (  # noqa: E402
     verify,
 )
 from gateway.config import Settings  # noqa: E402
-from gateway.db import alembic_config, make_engine, make_session_factory, upgrade  # noqa: E402  # noqa: E402
+from gateway.db import make_engine, make_session_factory  # noqa: E402
+from gateway.db.migrate import alembic_config, upgrade  # noqa: E402
 from gateway.db.models import AuditChainHead, AuditEvent  # noqa: E402
 from gateway.keys import Keyring, init_master_key_file, load_master_key  # noqa: E402
 from gateway.principal import Actor  # noqa: E402

@@ -74,7 +74,7 @@ def stack_env(db_url: str, moto_endpoint: str, tmp_path: Path, **extra: str) -> 
 def build_stack(db_url: str, moto_endpoint: str, tmp_path: Path, **extra: str) -> Stack:
     """Migrate, create the bucket, and seed two organisations (and an SSE-C one) with users."""
     from gateway.accounts import create_organisation, create_token, create_user
-    from gateway.db import upgrade
+    from gateway.db.migrate import upgrade
 
     env = stack_env(db_url, moto_endpoint, tmp_path, **extra)
     settings = Settings.from_env(env)

@@ -44,7 +44,8 @@ from gateway.audit import (
     verify_archive,
 )
 from gateway.audit import verification as audit_module
-from gateway.db import alembic_config, make_engine, make_session_factory, upgrade
+from gateway.db import make_engine, make_session_factory
+from gateway.db.migrate import alembic_config, upgrade
 from gateway.db.models import AuditChainHead, AuditEvent
 from gateway.principal import Actor
 from tests.services import free_port

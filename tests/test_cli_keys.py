@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.cli import cli
-from gateway.db import make_engine, make_session_factory, upgrade
+from gateway.db import make_engine, make_session_factory
+from gateway.db.migrate import upgrade
 from gateway.db.models import AuditKey, OrgKeyVersion, StoredObject
 from gateway.keys import (
     FileMasterKey,

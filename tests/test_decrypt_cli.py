@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.cli import cli
 from gateway.crypto import envelope
-from gateway.db import make_engine, make_session_factory, upgrade
+from gateway.db import make_engine, make_session_factory
+from gateway.db.migrate import upgrade
 from gateway.db.models import StoredObject, new_id
 from gateway.keys import FileMasterKey, Keyring, init_master_key_file
 from tests.test_cli_keys import GATEWAY_VARIABLES

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
 from gateway.crypto import envelope
-from gateway.db import make_engine, make_session_factory, upgrade
+from gateway.db import make_engine, make_session_factory
+from gateway.db.migrate import upgrade
 from gateway.db.models import (
     AuditKey,
     KeyState,

@@ -5,12 +5,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from gateway.db import (
-    Base,
-    make_engine,
-    models,  # noqa: F401
-    upgrade,
-)
+from gateway.db import Base, make_engine
+from gateway.db import models  # noqa: F401
+from gateway.db.migrate import upgrade
 
 
 def test_autogenerate_diff_is_empty(db_url: str) -> None:

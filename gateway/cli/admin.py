@@ -13,7 +13,6 @@ from ..accounts import (
     generate_password,
     revoke_tokens,
 )
-from ..db import upgrade
 from ..db.models import EncryptionMode, Organisation, Role
 from ._common import CommandError, GatewayGroup, load_settings, with_services
 
@@ -26,6 +25,9 @@ def db() -> None:
 @db.command("upgrade", help="Apply the Alembic migrations up to the newest revision.")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def db_upgrade(revision: str) -> None:
+    # Alembic is loaded by the commands that migrate only
+    from ..db.migrate import upgrade
+
     settings = load_settings(require=())
     upgrade(settings.database_url, revision)
     click.echo(f"database at revision {revision}")

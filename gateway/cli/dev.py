@@ -18,9 +18,7 @@ import click
 
 from ..accounts import create_organisation, create_user, generate_password
 from ..config import Settings
-from ..db import upgrade
 from ..keys import init_master_key_file
-from ..services import build_services
 
 DEV_DIR = Path("instance") / "dev"
 DEV_BUCKET = "gateway-dev"
@@ -103,7 +101,7 @@ def dev(host: str, port: int, workers: int) -> None:
     click.echo(f"\nSign in at http://{host}:{port}/login  (Ctrl-C to stop)\n")
     sys.stdout.flush()
 
-    # imported here, so that the other commands start without Flask and gunicorn
+    # imported here, so that the other commands start without Flask, gunicorn and Alembic
     from ..app import create_app
     from ..serve import Server, options
 
@@ -139,6 +137,9 @@ def _dev_environment(moto_port: int, key_path: Path) -> dict[str, str]:
 def _demo_organisation(settings: Settings, *, origin: str) -> tuple[str, list[tuple[str, str, str]]]:
     """Schema, bucket, the demo organisation and its users: ``(org id, [(e-mail, role,
     password)])``."""
+    from ..db.migrate import upgrade
+    from ..services import build_services
+
     upgrade(settings.database_url)
     services = build_services(settings)
     try:
