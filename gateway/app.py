@@ -10,7 +10,17 @@ from werkzeug.routing import PathConverter
 
 from .config import Settings
 from .services import Services, build_services
-from .web import audit_api, auth, context, errors, files_api, headers, health, pages
+from .web import (
+    audit_api,
+    auth,
+    context,
+    errors,
+    files_api,
+    headers,
+    health,
+    pages,
+    uploads_api,
+)
 
 
 def create_app(
@@ -62,7 +72,7 @@ def create_app(
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
-    for api in (files_api, audit_api):
+    for api in (files_api, uploads_api, audit_api):
         app.register_blueprint(api.bp)
         auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes
     return app

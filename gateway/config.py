@@ -17,6 +17,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 262_144_000
 DEFAULT_READ_LINK_SECONDS = 900
 DEFAULT_WRITE_LINK_SECONDS = 300
 DEFAULT_IDLE_LOGOUT_SECONDS = 900
+DEFAULT_UPLOAD_EXPIRES_SECONDS = 24 * 3600
 
 #: The settings that have no default outside dev mode.
 REQUIRED = ("GATEWAY_S3_BUCKET", "GATEWAY_MASTER_KEY", "GATEWAY_SECRET_KEY")
@@ -42,6 +43,8 @@ class Settings:
     read_link_seconds: int = DEFAULT_READ_LINK_SECONDS
     write_link_seconds: int = DEFAULT_WRITE_LINK_SECONDS
     idle_logout_seconds: int = DEFAULT_IDLE_LOGOUT_SECONDS
+    #: how long an unfinished resumable upload lives (``Upload-Expires``)
+    upload_expires_seconds: int = DEFAULT_UPLOAD_EXPIRES_SECONDS
     #: reverse proxies in front whose X-Forwarded-For/-Proto/-Host are believed (0: none)
     trusted_proxies: int = 0
     dev: bool = False
@@ -103,6 +106,9 @@ class Settings:
             ),
             idle_logout_seconds=_positive_int(
                 get, "GATEWAY_IDLE_LOGOUT_SECONDS", DEFAULT_IDLE_LOGOUT_SECONDS
+            ),
+            upload_expires_seconds=_positive_int(
+                get, "GATEWAY_UPLOAD_EXPIRES_SECONDS", DEFAULT_UPLOAD_EXPIRES_SECONDS
             ),
             trusted_proxies=_positive_int(get, "GATEWAY_TRUSTED_PROXIES", 0, allow_zero=True),
             dev=dev,

@@ -18,6 +18,7 @@ from .db import make_engine, make_session_factory
 from .files import ObjectService
 from .keys import Keyring, load_master_key
 from .storage import ObjectStore
+from .uploads import ResumableUploads
 
 
 @dataclass
@@ -57,6 +58,13 @@ class Services:
                 audit=self.audit, max_upload_bytes=self.settings.max_upload_bytes,
             )
         return self._cache["objects"]
+
+    @property
+    def uploads(self) -> ResumableUploads:
+        if "uploads" not in self._cache:
+            self._cache["uploads"] = ResumableUploads(
+                objects=self.objects, expires_seconds=self.settings.upload_expires_seconds)
+        return self._cache["uploads"]
 
     def close(self) -> None:
         self.engine.dispose()

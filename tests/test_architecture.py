@@ -31,11 +31,13 @@ ALLOWED: dict[str, set[str]] = {
     "audit": {"errors", "principal", "crypto", "db", "storage"},
     "keys": {"errors", "config", "principal", "crypto", "db", "storage", "audit"},
     "files": {"errors", "principal", "crypto", "db", "storage", "keys", "audit"},
-    "services": {"config", "db", "audit", "files", "keys", "storage"},
-    "web": {"errors", "principal", "config", "db", "files", "audit", "accounts", "services"},
+    "uploads": {"errors", "principal", "crypto", "db", "storage", "audit", "files"},
+    "services": {"config", "db", "audit", "files", "keys", "storage", "uploads"},
+    "web": {"errors", "principal", "config", "db", "files", "audit", "accounts", "services",
+            "uploads"},
     "app": {"config", "services", "web"},
     "cli": {"errors", "principal", "config", "crypto", "db", "storage", "keys", "audit",
-            "files", "accounts", "services", "serve", "app"},
+            "files", "uploads", "accounts", "services", "serve", "app"},
     "__main__": {"cli"},
 }
 

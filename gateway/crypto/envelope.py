@@ -376,6 +376,36 @@ class Encryptor:
         self._plaintext_size = 0
         self._ciphertext_size = HEADER_SIZE
 
+    @classmethod
+    def resume(cls, data_key: bytes, header: bytes, *, org_id: str, object_id: str,
+               segment_index: int) -> "Encryptor":
+        """An encryptor that carries on an object whose ``header`` and first
+        ``segment_index`` segments were written earlier (a resumable upload).
+
+        Feed it with :meth:`seal_segment` only: it has no knowledge of earlier plaintext.
+
+        :raises ValueError: if ``header`` is not this format's, or for a bad key or id.
+        """
+        parsed = parse_header(header)
+        enc = cls(data_key, org_id=org_id, object_id=object_id,
+                  segment_size=parsed.segment_size, salt=parsed.salt,
+                  nonce_prefix=parsed.nonce_prefix)
+        if enc.header != bytes(header):
+            raise ValueError("header does not belong to this key, organisation and object.")
+        enc._index = segment_index
+        return enc
+
+    def seal_segment(self, plaintext: bytes | bytearray | memoryview, *, last: bool) -> bytes:
+        """Seal one whole segment (``segment_size`` bytes, or fewer for the ``last`` one) at
+        the next index, for a caller that knows where the object ends.
+
+        :raises ValueError: for a segment of the wrong size.
+        """
+        if len(plaintext) > self.segment_size or (not last and len(plaintext) != self.segment_size):
+            raise ValueError("a segment must be segment_size bytes, or fewer for the last one.")
+        self._plaintext_size += len(plaintext)
+        return self._seal(plaintext, last)
+
     @property
     def plaintext_size(self) -> int:
         """Plaintext bytes accepted so far."""

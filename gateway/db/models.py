@@ -289,3 +289,44 @@ class RateLimitCounter(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     hits: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+class ResumableUpload(Base):
+    """A resumable (tus) upload in progress: everything a later request, in any gateway
+    process, needs to carry on from the acknowledged offset.
+
+    Nothing here is plaintext: the data key is wrapped like an object's, the SHA-256 state of
+    the bytes received so far and the tail kept in the interim object are sealed under a key
+    derived from it. ``parts`` lists the multipart parts already in the bucket (JSON); the
+    object appears in the catalog only when the last byte is stored.
+    """
+
+    __tablename__ = "resumable_uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    path: Mapped[str] = mapped_column(String(1024))
+    category: Mapped[str] = mapped_column(String(32))
+    overwrite: Mapped[bool] = mapped_column(default=False)
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    object_id: Mapped[str] = mapped_column(String(32))
+    storage_id: Mapped[str] = mapped_column(String(64), unique=True)
+    s3_key: Mapped[str] = mapped_column(String(300), unique=True)
+    encryption: Mapped[str] = mapped_column(String(8))
+    key_version: Mapped[int] = mapped_column(Integer)
+    wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
+    envelope_header: Mapped[bytes | None] = mapped_column(LargeBinary)
+    multipart_id: Mapped[str | None] = mapped_column(String(1024))
+    parts: Mapped[str] = mapped_column(Text, default="[]")
+    sealed: Mapped[str] = mapped_column(Text, default="{}")
+    interim_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    digest_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    lock_token: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -12,7 +12,7 @@ while bytes stream to or from a client.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Iterable, Iterator
 
@@ -216,6 +216,54 @@ class ObjectService:
                             storage_id=storage_id, s3_key=s3_key, overwrite=overwrite)
         self._record(actor, "upload", "completed", obj=obj, status=201, nbytes=stored.size,
                      detail={"content_type": stored.content_type, "encryption": target.mode,
+                             "key_version": obj.key_version, "via": via})
+        return obj
+
+    # -- the steps of an upload, for uploads that arrive in several requests ----------------
+
+    def prepare_upload(self, actor: Actor, raw_path: str, *, declared_size: int | None,
+                       overwrite: bool) -> tuple[ObjectPath, _Target]:
+        """The checks :meth:`upload` makes before any byte (path, role, size, the object
+        already there), each refusal audited: the path and where the upload goes."""
+        path = self.writable_path(actor, raw_path, "upload")
+        self._refuse_declared_size(actor, path, declared_size)
+        target = self._upload_target(actor, path)
+        self._refuse_existing(actor, target.existing, overwrite)
+        return path, target
+
+    def detect_type(self, actor: Actor, path: ObjectPath, head: bytes, *,
+                    object_id: str) -> str:
+        """The content type of a body starting with ``head``; :class:`UnsupportedType`
+        (audited) when it is not accepted."""
+        content_type = sniff(bytes(head[:SNIFF_BYTES]), path.filename)
+        if content_type is None:
+            self._record(actor, "upload", "aborted", path=path.path, status=415, nbytes=0,
+                         detail={"object_id": object_id, "reason": "type not accepted"})
+            raise UnsupportedType("this type of file is not accepted (decided from its content)")
+        return content_type
+
+    def finish_upload(self, actor: Actor, path: ObjectPath, *, size: int, sha256: str,
+                      content_type: str, data_key: bytes | None, header: bytes | None,
+                      object_id: str, storage_id: str, s3_key: str, overwrite: bool,
+                      mode: str, key_version: int, via: str) -> StoredObject:
+        """Catalog an object whose bytes are already in the bucket at ``s3_key`` (the last
+        step of :meth:`upload`): the existing object is checked again, the data key wrapped
+        under the current key version, the row added and the ``completed`` row recorded.
+        On a refusal the stored bytes are deleted. ``mode`` and ``key_version`` are those
+        the bytes were stored with (an SSE-C object's key version)."""
+        target = replace(self._upload_target(actor, path), mode=mode, version=key_version)
+        try:
+            self._refuse_existing(actor, target.existing, overwrite)
+        except GatewayError:
+            self._discard(s3_key)
+            raise
+        salt = envelope.parse_header(header).salt if header is not None else None
+        stored = _Stored(size=size, sha256=sha256, content_type=content_type,
+                         data_key=data_key, salt=salt)
+        obj = self._catalog(actor, path, stored, target, object_id=object_id,
+                            storage_id=storage_id, s3_key=s3_key, overwrite=overwrite)
+        self._record(actor, "upload", "completed", obj=obj, status=201, nbytes=size,
+                     detail={"content_type": content_type, "encryption": target.mode,
                              "key_version": obj.key_version, "via": via})
         return obj
 

@@ -2,7 +2,7 @@
 :mod:`gateway.keys.kms`).
 
 Rooms: :mod:`.s3` (:class:`ObjectStore`, streaming multipart uploads, ranged reads, bucket
-setup), :mod:`.streams` (read-ahead of iterators in a thread; no I/O of its own),
+setup), :mod:`.multipart` (a multipart upload carried on across requests), :mod:`.streams` (read-ahead of iterators in a thread; no I/O of its own),
 :mod:`.errors`.
 
 May import: :mod:`gateway.errors`, boto3 and botocore; nothing else of the gateway. Bytes in
@@ -10,6 +10,7 @@ and out are ciphertext (or SSE-C plaintext sent over TLS); this room never sees 
 SSE-C key it is handed per call.
 """
 from .errors import SseCRefused, StorageError, StorageNotFound
+from .multipart import MIN_PART_SIZE, ResumableMultipart
 from .s3 import (
     BPA_RELAXED,
     MAX_PARTS_IN_FLIGHT,
@@ -23,7 +24,8 @@ from .s3 import (
 from .streams import read_ahead
 
 __all__ = [
-    "BPA_RELAXED", "MAX_PARTS_IN_FLIGHT", "PART_SIZE", "ObjectStore", "SseCRefused",
+    "BPA_RELAXED", "MAX_PARTS_IN_FLIGHT", "MIN_PART_SIZE", "PART_SIZE", "ObjectStore",
+    "ResumableMultipart", "SseCRefused",
     "StorageError", "StorageNotFound", "StoredInfo", "UploadWriter", "crc32_b64",
     "read_ahead", "ssec_params",
 ]
