@@ -12,8 +12,9 @@ from tests.services import free_port
 class CuttingRelay:
     """Listens on a free loopback port and forwards every connection to ``target_port``.
 
-    :meth:`cut_after` arms it: the next connection is closed (both ways, without an answer)
-    once that many bytes went from the client to the gateway; later connections pass.
+    :meth:`cut_after` arms it: once that many more bytes went from the client to the gateway
+    (over any of its connections), the connection carrying them is closed both ways, without
+    an answer; then it is disarmed until armed again.
     """
 
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
@@ -38,28 +39,35 @@ class CuttingRelay:
                 client, _ = self._server.accept()
             except OSError:
                 return
-            with self._lock:
-                cut_at, self._cut_at = self._cut_at, None
             upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pipe, args=(client, upstream, cut_at),
+            threading.Thread(target=self._pipe, args=(client, upstream, True),
                              daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, None),
+            threading.Thread(target=self._pipe, args=(upstream, client, False),
                              daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, cut_at: int | None) -> None:
-        sent = 0
+    def _budget(self, n: int) -> int | None:
+        """How many of ``n`` bytes may pass before the cut (``None``: all, no cut)."""
+        with self._lock:
+            if self._cut_at is None:
+                return None
+            if n < self._cut_at:
+                self._cut_at -= n
+                return None
+            allowed, self._cut_at = self._cut_at, None
+            self.cuts += 1
+            return allowed
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if cut_at is not None and sent + len(data) >= cut_at:
-                    dst.sendall(data[:max(0, cut_at - sent)])
-                    with self._lock:
-                        self.cuts += 1
+                allowed = self._budget(len(data)) if upstream else None
+                if allowed is not None:
+                    dst.sendall(data[:allowed])
                     break
                 dst.sendall(data)
-                sent += len(data)
         except OSError:
             pass
         finally:
