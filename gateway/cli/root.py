@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import click
 
-from . import admin, audit, decrypt, dev, files, keys, rotation, storage
+from . import admin, audit, decrypt, dev, files, keys, rotation, storage, uploads
 from ._common import GatewayGroup
 
 #: ``rotation``'s commands join the ``keys`` group.
-_AREAS = (admin, dev, keys, rotation, audit, storage, decrypt, files)
+_AREAS = (admin, dev, keys, rotation, audit, storage, decrypt, files, uploads)
 
 
 @click.group(cls=GatewayGroup, help="Encrypting upload gateway for patient files.")

@@ -29,18 +29,30 @@ def setup(services, origin: str) -> None:  # type: ignore[no-untyped-def]
 @with_services()
 def reconcile(services, fix: bool) -> None:  # type: ignore[no-untyped-def]
     from ..db.models import utcnow
+    from .uploads import expire_uploads
 
     store = services.store
+    if fix:
+        click.echo(expire_uploads(services, dry_run=False))
     with services.sessions() as s:
         rows = {o.s3_key: o for o in s.scalars(select(StoredObject))}
+        # what unfinished resumable uploads own is theirs until they finish or expire
+        owned_keys, owned_uploads = services.uploads.open_keys(s)
         in_bucket: dict[str, int] = {}
+        interim = 0
         for key, size in progress(store.list_keys(""), total=None, desc="listing bucket"):
+            if key in owned_keys:
+                interim += 1
+                continue
             if key.startswith("audit-archive/"):
                 continue
             in_bucket[key] = size
         orphans = sorted(set(in_bucket) - set(rows))
         missing = sorted(k for k, o in rows.items() if k not in in_bucket and o.deleted_at is None)
-        uploads = store.list_multipart_uploads("")
+        uploads = [(k, u) for k, u in store.list_multipart_uploads("") if u not in owned_uploads]
+        if owned_uploads or interim:
+            click.echo(f"{len(owned_uploads)} multipart upload(s) and {interim} interim "
+                       "object(s) belong to resumable uploads in progress (kept)")
         for key in orphans:
             click.echo(f"object without catalog row: {key} ({in_bucket[key]} bytes)")
         for key in missing:
