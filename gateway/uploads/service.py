@@ -16,8 +16,9 @@ How the bytes map onto the bucket (``docs/uploads.md`` has the whole picture):
   nowhere and served to nobody.
 
 Each segment index is sealed once: a part that was sent but not acknowledged (a crash in
-between) is sent again only with the same bytes, checked by the authentication tags it
-produced, so no nonce is ever used for two different plaintexts.
+between) is sent again only with the same bytes, checked by a fingerprint of the
+authentication tags it produced (the same bytes sealed again give the same tags, other bytes
+other tags), so no nonce is ever used for two different plaintexts.
 """
 from __future__ import annotations
 
@@ -77,15 +78,6 @@ class UploadState:
 def _state(row: ResumableUpload, obj: StoredObject | None = None) -> UploadState:
     return UploadState(id=row.id, offset=row.offset, length=row.length,
                        expires_at=row.expires_at, path=row.path, object=obj)
-
-
-def _tags_digest(sealed: list[bytes]) -> str:
-    """A part's fingerprint: the authentication tags of its segments (the same bytes sealed
-    again give the same tags; other bytes give other tags)."""
-    h = hashlib.sha256()
-    for segment in sealed:
-        h.update(segment[-envelope.TAG_SIZE:])
-    return h.hexdigest()[:32]
 
 
 @dataclass
@@ -203,22 +195,24 @@ class _Run:
         send them as the next part."""
         size = len(self.pending) if last else segments * SEGMENT
         plain = memoryview(self.pending)[:size]
-        sealed: list[bytes] = []
         if self.encryptor is not None:
-            if self.base == 0:
-                sealed.append(self.encryptor.header)
+            # the part is built in one buffer (a segment at a time), never as a list joined
+            data = bytearray(self.encryptor.header if self.base == 0 else b"")
+            tags = hashlib.sha256()
             pos = 0
             while True:
                 end = min(pos + SEGMENT, size)
-                final = last and end == size
-                sealed.append(self.encryptor.seal_segment(plain[pos:end], last=final))
+                segment = self.encryptor.seal_segment(plain[pos:end], last=last and end == size)
+                tags.update(segment[-envelope.TAG_SIZE:])
+                data += segment
+                del segment
                 pos = end
                 if pos >= size:
                     break
-            fingerprint = _tags_digest(sealed[1:] if self.base == 0 else sealed)
+            fingerprint = tags.hexdigest()[:32]
         else:
-            sealed.append(bytes(plain))
-            fingerprint = hashlib.sha256(sealed[0]).hexdigest()[:32]
+            data = bytearray(plain)
+            fingerprint = hashlib.sha256(data).hexdigest()[:32]
         if self.sha is not None:
             self.sha.update(plain)
         del plain
@@ -229,8 +223,6 @@ class _Run:
         if previous is None:
             self.sealed[str(number)] = fingerprint
             self._save(sealed=json.dumps(self.sealed), multipart_id=self.multipart.start())
-        data = sealed[0] if len(sealed) == 1 else b"".join(sealed)
-        del sealed
         end = self.base + size
         self.inflight.append(_Part(self.multipart.send(number, data), end,
                                    self._sealed_digest(end, self.sha)))
