@@ -119,6 +119,7 @@ class _Run:
         self.inflight: deque[_Part] = deque()
         self.content_type = row.content_type
         self.renewed = time.monotonic()
+        self.released = False
 
     # -- the state kept between requests -------------------------------------------------
 
@@ -154,10 +155,14 @@ class _Run:
         state = sha.state() if sha is not None else None
         return interim.seal(self.key, interim.DIGEST, end, state) if state is not None else None
 
-    def _save(self, **values: Any) -> None:
-        """Update the row, as long as this request still holds the lock."""
+    def _save(self, *, release: bool = False, **values: Any) -> None:
+        """Update the row, as long as this request still holds the lock (and let the lock go
+        with the same write when ``release``)."""
         values["updated_at"] = utcnow()
-        values["locked_until"] = utcnow() + timedelta(seconds=self.service.lock_seconds)
+        if release:
+            values.update(lock_token=None, locked_until=None)
+        else:
+            values["locked_until"] = utcnow() + timedelta(seconds=self.service.lock_seconds)
         with self.service.objects.sessions() as s:
             result = s.execute(update(ResumableUpload).where(
                 ResumableUpload.id == self.row.id,
@@ -166,6 +171,7 @@ class _Run:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise UploadLocked("another request took over this upload; ask where it stands")
         self.renewed = time.monotonic()
+        self.released = release
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -231,45 +237,51 @@ class _Run:
         while len(self.inflight) > PARTS_IN_FLIGHT:
             self._collect(wait=True, one=True)
 
-    def _collect(self, *, wait: bool, one: bool = False) -> None:
-        """Record the parts S3 has stored, oldest first: each one moves the offset on."""
+    def _collect(self, *, wait: bool, one: bool = False, save: bool = True) -> None:
+        """Record the parts S3 has stored, oldest first: each one moves the offset on (or,
+        without ``save``, only once the caller writes the row)."""
         while self.inflight and (wait or self.inflight[0].future.done()):
             part = self.inflight.popleft()
             self.parts.append(part.future.result())
-            self._save(parts=json.dumps(self.parts), offset=part.end, interim_size=0,
-                       digest_state=part.digest)
-            self.row.offset = part.end
+            if save:
+                self._save(parts=json.dumps(self.parts), offset=part.end, interim_size=0,
+                           digest_state=part.digest)
+                self.row.offset = part.end
             if one:
                 return
 
     # -- ending the request ----------------------------------------------------------------
 
     def keep(self) -> int:
-        """The request ended before the upload did: store what is left, return the offset."""
-        self._collect(wait=True)
+        """The request ended before the upload did: store what is left, return the offset.
+
+        The parts still in flight, the last whole segments and the tail are all stored
+        first; then one write records them and lets the lock go."""
+        self._collect(wait=True, save=False)
         whole = len(self.pending) // SEGMENT
         if self.content_type is not None and whole * SEGMENT >= MIN_PART_SIZE:
             self._cut(whole)
-            self._collect(wait=True)
+            self._collect(wait=True, save=False)
         offset = self.base + len(self.pending)
         if self.pending:
             blob = interim.seal(self.key, interim.TAIL, self.base, self.pending)
             self.store.put_bytes(self.interim_key, blob)
         elif self.row.interim_size:
             self._drop_interim()
-        self._save(offset=offset, interim_size=len(self.pending),
+        self._save(release=True, parts=json.dumps(self.parts), offset=offset,
+                   interim_size=len(self.pending),
                    digest_state=self._sealed_digest(self.base, self.sha))
         self.row.offset = offset
         return offset
 
     def finish(self) -> StoredObject:
         """The last byte is here: store the last part, join the parts, catalog the object."""
-        self._collect(wait=True)
+        self._collect(wait=True, save=False)
         if self.content_type is None:
             self._sniff(final=True)
         assert self.content_type is not None
         self._cut(0, last=True)
-        self._collect(wait=True)
+        self._collect(wait=True, save=False)
         self.multipart.complete(self.parts)
         sha256 = self.sha.hexdigest() if self.sha is not None else self._read_back()
         row = self.row
@@ -289,8 +301,8 @@ class _Run:
             raise
         if row.interim_size:
             self._drop_interim()
-        self._save(status=COMPLETED, offset=row.length, interim_size=0, digest_state=None,
-                   multipart_id=None)
+        self._save(release=True, status=COMPLETED, parts=json.dumps(self.parts),
+                   offset=row.length, interim_size=0, digest_state=None, multipart_id=None)
         self.row.offset = row.length
         return obj
 
@@ -477,15 +489,19 @@ class ResumableUploads:
         if row.offset != offset:
             self._mismatch(actor, row, offset, row.offset)
         token = self._lock(actor, row, offset)
+        released = False
         try:
-            return self._append(actor, row, token, body, checksum)
+            state, released = self._append(actor, row, token, body, checksum)
+            return state
         finally:
-            self._unlock(row.id, token)
+            if not released:
+                self._unlock(row.id, token)
 
     def _append(self, actor: Actor, row: ResumableUpload, token: str, body: Iterable[bytes],
-                checksum: protocol.Checksum | None) -> UploadState:
+                checksum: protocol.Checksum | None) -> tuple[UploadState, bool]:
+        """Append; ``(state, whether the lock was let go already)``. One audit row per PATCH,
+        written once its bytes are stored (from and to offsets) or it failed."""
         start = row.offset
-        self._record(actor, "upload_patch", "started", row, status=None, offset=start)
         run: _Run | None = None
         received = 0
         try:
@@ -530,11 +546,9 @@ class ResumableUploads:
             raise
         self._record(actor, "upload_patch", "completed", row, status=204, nbytes=received,
                      **{"from": start, "to": new_offset})
-        if obj is not None:
-            return UploadState(id=row.id, offset=row.length, length=row.length,
-                               expires_at=row.expires_at, path=row.path, object=obj)
-        return UploadState(id=row.id, offset=new_offset, length=row.length,
-                           expires_at=row.expires_at, path=row.path)
+        state = UploadState(id=row.id, offset=new_offset, length=row.length,
+                            expires_at=row.expires_at, path=row.path, object=obj)
+        return state, run.released
 
     # -- terminate and expire --------------------------------------------------------------
 
