@@ -18,6 +18,7 @@ from .web import (
     files_api,
     headers,
     health,
+    manage_api,
     pages,
     uploads_api,
 )
@@ -72,7 +73,7 @@ def create_app(
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
-    for api in (files_api, uploads_api, audit_api):
+    for api in (files_api, manage_api, uploads_api, audit_api):
         app.register_blueprint(api.bp)
         auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes
     return app

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .audit import AuditLog
 from .config import Settings
 from .db import make_engine, make_session_factory
-from .files import ObjectService
+from .files import Catalog, ObjectService
 from .keys import Keyring, load_master_key
 from .storage import ObjectStore
 from .uploads import ResumableUploads
@@ -58,6 +58,12 @@ class Services:
                 audit=self.audit, max_upload_bytes=self.settings.max_upload_bytes,
             )
         return self._cache["objects"]
+
+    @property
+    def catalog(self) -> Catalog:
+        if "catalog" not in self._cache:
+            self._cache["catalog"] = Catalog(self.objects)
+        return self._cache["catalog"]
 
     @property
     def uploads(self) -> ResumableUploads:

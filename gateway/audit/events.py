@@ -25,6 +25,7 @@ class Action(str, Enum):
     DOWNLOAD = "download"  # attachment (outcome started, then completed / aborted)
     RANGE_READ = "range_read"  # a Range request (outcome started, then completed / aborted)
     LIST = "list"
+    MOVE = "move"  # renamed or moved to another folder (metadata only)
     DELETE = "delete"
     PURGE = "purge"
     RESTORE = "restore"

@@ -175,6 +175,7 @@ class StoredObject(Base):
             postgresql_where=text("deleted_at IS NULL"),
         ),
         Index("ix_objects_org_path", "org_id", "path"),
+        Index("ix_objects_org_name", "org_id", "name_folded"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -194,6 +195,11 @@ class StoredObject(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: set when an overwrite replaced this row: the id of the object that took its place (the
+    #: row is then an earlier version of the path, not a deleted file in the trash)
+    replaced_by: Mapped[str | None] = mapped_column(String(32))
+    #: the file name (the path's last segment), case-folded, for searching by name
+    name_folded: Mapped[str | None] = mapped_column(String(255))
 
     creator: Mapped[User | None] = relationship(foreign_keys=[created_by])
 

@@ -172,3 +172,8 @@ def _check_characters(text: str) -> None:
         code = ord(char)
         if category == "Cs" or 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:
             raise PathError(MSG_INVALID_UNICODE)
+
+
+def folded_name(filename: str) -> str:
+    """A file name as searches compare it: case-folded, at most 255 characters."""
+    return unicodedata.normalize("NFC", filename.casefold())[:255]

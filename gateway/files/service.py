@@ -29,7 +29,7 @@ from ..principal import Actor
 from ..storage import ObjectStore, StorageNotFound, UploadWriter, read_ahead
 from .downloads import Download, checked, etag_of, plaintext
 from .errors import BadRange, Conflict, Forbidden, NotFound, TooLarge, UnsupportedType
-from .paths import ObjectPath, PathError, normalize_path, normalize_prefix
+from .paths import ObjectPath, PathError, folded_name, normalize_path, normalize_prefix
 from .ranges import ByteRange, RangeNotSatisfiable, if_range_allows, parse_range
 from .sniff import SNIFF_BYTES, sniff
 
@@ -374,12 +374,14 @@ class ObjectService:
                     encryption=target.mode, key_version=version, wrapped_data_key=wrapped,
                     envelope_salt=stored.salt, storage_id=storage_id, s3_key=s3_key,
                     created_by=actor.user_id, created_at=utcnow(),
+                    name_folded=folded_name(path.filename),
                 )
                 if overwrite:
                     old = self._live(s, actor.org_id, path.path)
-                    if old is not None:
+                    if old is not None:  # kept as an earlier version of the path
                         old.deleted_at = utcnow()
                         old.deleted_by = actor.user_id
+                        old.replaced_by = object_id
                         s.flush()
                 s.add(obj)
                 s.commit()

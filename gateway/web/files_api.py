@@ -129,14 +129,6 @@ def post_file() -> Response:
     raise ApiError(400, "bad_request", "the form has no file field")
 
 
-@bp.get("/files")
-@login_required_api
-def list_files() -> Response:
-    objs = services().objects.list(current_actor(), request.args.get("prefix", ""))
-    emails = _emails(objs)
-    return jsonify({"objects": [object_json(o, emails) for o in objs]})
-
-
 @bp.route("/files/<objpath:path>", methods=["GET", "HEAD"])
 @login_required_api
 def get_file(path: str) -> Response:
