@@ -230,3 +230,30 @@ def test_memory_stays_bounded(catalog: Catalog, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert out.stat().st_size == size
     assert peak < 8 * 1024 * 1024, peak
+
+
+def test_a_restored_database_and_key_named_by_options(
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copied = catalog.store(os.urandom(3 * SEGMENT + 5))
+    url = catalog.engine.url.render_as_string(hide_password=False)
+    # The environment names another database and no usable key: the options win.
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    monkeypatch.setenv("GATEWAY_MASTER_KEY", "file:nowhere/master.key")
+    out = tmp_path / "restored.bin"
+    result = run(str(copied.path), "-o", str(out), "--database-url", url,
+                 "--master-key", "file:keys/master.key")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == copied.plaintext
+    assert catalog.audit_outcomes() == ["started", "completed"]
+    # Without the options, the environment's (wrong) key is used and refused in one line.
+    result = run(str(copied.path), "-o", str(tmp_path / "other.bin"), "--database-url", url)
+    assert result.exit_code == 1 and "master key file" in result.stderr
+    assert not (tmp_path / "other.bin").exists()
+
+
+def test_help_names_everything_the_recovery_needs() -> None:
+    result = CliRunner().invoke(cli, ["decrypt", "--help"])
+    assert result.exit_code == 0
+    for needed in ("--database-url", "--master-key", "aws-kms:", "restored", "keys/README.md"):
+        assert needed in result.output

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from ..crypto import envelope
 from ..db.models import EncryptionMode, StoredObject
 from ..keys import KeyringError
-from ._common import CommandError, with_services
+from ._common import CommandError, get_services
 from .keys import _audit
 
 READ_CHUNK = 1024 * 1024
@@ -87,13 +87,57 @@ def _partial_file(out: Path) -> Iterator[IO[bytes]]:
         raise
 
 
-@click.command("decrypt", help="Decrypt the bytes of an object copied straight out of the "
-               "bucket, with the keyring and the catalog (no web app, no bucket needed).")
+def _services(database_url: str | None, master_key: str | None):  # type: ignore[no-untyped-def]
+    """The services, with ``--database-url`` / ``--master-key`` over the environment."""
+    if database_url is None and master_key is None:
+        return get_services(require=())
+    from ..config import Settings
+    from ..services import build_services
+
+    environ = dict(os.environ)
+    if database_url is not None:
+        environ["GATEWAY_DATABASE_URL"] = database_url
+    if master_key is not None:
+        environ["GATEWAY_MASTER_KEY"] = master_key
+    root = click.get_current_context().find_root()
+    root.ensure_object(dict)
+    services = build_services(Settings.from_env(environ, require=()))
+    root.obj["services"] = services
+    root.call_on_close(services.close)
+    return services
+
+
+_HELP = """Decrypt FILE, the bytes of one object copied straight out of the bucket.
+
+\b
+Needs only:
+  - the catalog database (a live one, or one restored from a dump): --database-url,
+    or GATEWAY_DATABASE_URL
+  - the master key that wrapped its keys: --master-key file:PATH or aws-kms:KEY_ID
+    (or GATEWAY_MASTER_KEY); KMS needs AWS credentials and a region
+No web app, no bucket, no other setting. The catalog row is found from the salt in
+FILE's header, or else from FILE's name (the last part of its S3 key, the storage id).
+
+With -o OUT the plaintext goes to OUT.partial, renamed to OUT only once the whole object
+was authenticated and its SHA-256 matches the catalog; on any failure nothing is left
+and the command exits 1 naming the failure. The run is recorded in the audit trail of
+that database (action decrypt). keys/README.md, "Recovery", describes the procedure.
+"""
+
+
+@click.command("decrypt", help=_HELP, short_help="Decrypt an object copied out of the bucket "
+               "(needs only the database and the master key).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plaintext here (default: standard output).")
-@with_services(require=())
-def decrypt(services, file: Path, out: Path | None) -> None:  # type: ignore[no-untyped-def]
+@click.option("--database-url", metavar="URL", default=None,
+              help="SQLAlchemy URL of the catalog database, e.g. a restored copy "
+                   "(default: GATEWAY_DATABASE_URL).")
+@click.option("--master-key", metavar="file:PATH|aws-kms:KEY", default=None,
+              help="The master key (default: GATEWAY_MASTER_KEY).")
+def decrypt(file: Path, out: Path | None, database_url: str | None,
+            master_key: str | None) -> None:
+    services = _services(database_url, master_key)
     if out is not None and out.exists() and out.samefile(file):
         raise CommandError("the output file must not be the encrypted file itself")
     with open(file, "rb") as source:
