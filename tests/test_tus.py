@@ -252,3 +252,15 @@ def test_two_patches_racing_one_gets_423_or_409(live: LiveGateway) -> None:
     assert offset == 12 * MiB
     assert patch(live, "staff1", location, offset, data[offset:]).status_code == 204
     assert download(live, "staff1", "uploads/tus/race.pdf") == data
+
+
+def test_sse_c_organisation_resumes_too(live: LiveGateway) -> None:
+    data = pdf_bytes(8 * MiB + 99, seed=11)
+    path = "uploads/tus/ssec.pdf"
+    location = create(live, "staffs", len(data), path=path).headers["Location"]
+    assert patch(live, "staffs", location, 0, data[:3 * MiB]).status_code == 204
+    assert patch(live, "staffs", location, 3 * MiB, data[3 * MiB:]).status_code == 204
+    obj = live_object(live, live.stack.org_ssec, path)
+    assert obj is not None and obj.encryption == "ssec" and obj.wrapped_data_key is None
+    assert obj.sha256 == hashlib.sha256(data).hexdigest()
+    assert download(live, "staffs", path) == data
