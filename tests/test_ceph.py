@@ -473,3 +473,45 @@ def test_ssec_refused_over_plain_http_is_explained(
     assert resp.json()["error"]["code"] == "ssec_refused", resp.text
     assert "https" in resp.json()["error"]["message"]
     assert isinstance(info.value, SseCRefused)
+
+
+# --------------------------------------------------------------------------------------------
+# resumable uploads on a real S3 engine
+
+
+def tus_upload(live: LiveGateway, who: str, path: str, data: bytes, chunk: int) -> None:
+    import base64
+
+    headers = {"Authorization": f"Bearer {live.stack.users[who].token}", "Tus-Resumable": "1.0.0"}
+    created = requests.post(f"{live.url}/api/v1/uploads", timeout=60, headers={
+        **headers, "Upload-Length": str(len(data)),
+        "Upload-Metadata": "path " + base64.b64encode(path.encode()).decode()})
+    assert created.status_code == 201, created.text
+    url = live.url + created.headers["Location"]
+    offset = 0
+    while offset < len(data):
+        resp = requests.patch(url, data=data[offset:offset + chunk], timeout=120, headers={
+            **headers, "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream"})
+        assert resp.status_code == 204, resp.text
+        offset = int(resp.headers["Upload-Offset"])
+
+
+@pytest.mark.parametrize("who", ["staff1", "staffs"])
+def test_resumable_uploads_on_ceph_store_no_plaintext(
+        ceph_live: LiveGateway, ceph_endpoint: CephEndpoint, who: str) -> None:
+    stack = ceph_live.stack
+    data = document(14 * MIB + 777, seed=40)
+    path = f"uploads/tus/{who}.pdf"
+    with stored_pieces(ceph_endpoint) as pieces:
+        tus_upload(ceph_live, who, path, data, chunk=3 * MIB + 5)  # parts and interim objects
+    got = api(ceph_live, "GET", who, path)
+    assert got.status_code == 200 and got.content == data
+    assert not any(MARKER in p or data[5000:5100] in p for p in pieces)
+    if who == "staffs":  # the parts went to Ceph under the organisation's SSE-C key
+        with stack.services.sessions() as s:
+            obj = s.scalar(select(StoredObject).where(StoredObject.path == path,
+                                                      StoredObject.deleted_at.is_(None)))
+        assert obj.encryption == "ssec"
+        client = ceph_endpoint.client()
+        assert status_of(client.get_object, Bucket=stack.settings.s3_bucket, Key=obj.s3_key) == 400
