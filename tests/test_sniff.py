@@ -51,8 +51,74 @@ def ftyp(major: bytes, *compatible: bytes) -> bytes:
     return struct.pack(">I", 8 + len(body)) + b"ftyp" + body + b"\x00\x00\x00\x08free"
 
 
-def dicom() -> bytes:
-    return b"\x00" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\x00" * 16
+_SHORT_VRS = {b"AE", b"AS", b"CS", b"DA", b"DS", b"IS", b"LO", b"PN", b"SH", b"TM", b"UI",
+              b"UL", b"US"}
+CT_IMAGE = b"1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT_LE = b"1.2.840.10008.1.2.1"
+IMPLICIT_LE = b"1.2.840.10008.1.2"
+
+
+def _even(value: bytes, vr: bytes) -> bytes:
+    pad = b"\x00" if vr in (b"UI", b"OB") else b" "
+    return value + pad if len(value) % 2 else value
+
+
+def element(group: int, number: int, vr: bytes, value: bytes, *, explicit: bool = True) -> bytes:
+    """One DICOM data element, little endian (PS3.5 7.1)."""
+    value = _even(value, vr)
+    tag = struct.pack("<HH", group, number)
+    if not explicit:
+        return tag + struct.pack("<I", len(value)) + value
+    if vr in _SHORT_VRS:
+        return tag + vr + struct.pack("<H", len(value)) + value
+    return tag + vr + b"\x00\x00" + struct.pack("<I", len(value)) + value
+
+
+def file_meta(transfer_syntax: bytes = EXPLICIT_LE, *, version: bytes = b"\x00\x01",
+              length_fix: int = 0) -> bytes:
+    """DICOM File Meta Information: (0002,0000) group length, then the group's elements."""
+    body = (
+        element(2, 0x0001, b"OB", version)
+        + element(2, 0x0002, b"UI", CT_IMAGE)
+        + element(2, 0x0003, b"UI", b"1.2.826.0.1.3680043.8.498.1234567890")
+        + element(2, 0x0010, b"UI", transfer_syntax)
+        + element(2, 0x0012, b"UI", b"1.2.826.0.1.3680043.8.498.1")
+        + element(2, 0x0013, b"SH", b"GATEWAY_TEST")
+    )
+    return element(2, 0x0000, b"UL", struct.pack("<I", len(body) + length_fix)) + body
+
+
+def dataset(*, explicit: bool = True) -> bytes:
+    """The first elements of a CT image's data set (group 0008 onwards)."""
+    return (
+        element(8, 0x0005, b"CS", b"ISO_IR 100", explicit=explicit)
+        + element(8, 0x0008, b"CS", b"ORIGINAL\\PRIMARY\\AXIAL", explicit=explicit)
+        + element(8, 0x0016, b"UI", CT_IMAGE, explicit=explicit)
+        + element(8, 0x0018, b"UI", b"1.2.826.0.1.3680043.8.498.1234567890", explicit=explicit)
+        + element(8, 0x0020, b"DA", b"20260301", explicit=explicit)
+        + element(8, 0x0060, b"CS", b"CT", explicit=explicit)
+        + element(0x10, 0x0010, b"PN", b"Doe^Jane", explicit=explicit)
+    )
+
+
+def dicom(preamble: bytes = b"\x00" * 128, meta: bytes | None = None) -> bytes:
+    """A DICOM Part 10 file: preamble, ``DICM``, File Meta Information, the data set."""
+    assert len(preamble) == 128
+    return preamble + b"DICM" + (file_meta() if meta is None else meta) + dataset()
+
+
+def pe_header() -> bytes:
+    """The start of a Windows executable: DOS header (e_lfanew = 64) and the PE signature."""
+    dos = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00"
+    dos = dos.ljust(60, b"\x00") + struct.pack("<I", 64)
+    coff = b"PE\x00\x00" + struct.pack("<HHIIIHH", 0x14C, 1, 0, 0, 0, 0xE0, 0x102)
+    return (dos + coff).ljust(128, b"\x00")
+
+
+def elf_header() -> bytes:
+    return (b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + struct.pack("<HHI", 2, 0x3E, 1)).ljust(
+        128, b"\x00"
+    )
 
 
 def ebml(doc_type: bytes) -> bytes:
@@ -161,6 +227,118 @@ def ole2(*streams: str) -> bytes:
     return header + directory.ljust(512, b"\x00")
 
 
+HL7_ORU = (
+    "MSH|^~\\&|LAB|ST-MARY|EHR|CLINIC|20260301081500||ORU^R01^ORU_R01|MSG00042|P|2.5.1\r"
+    "PID|1||444333222^^^ST-MARY^MR||DOE^JANE^E||19700320|F\r"
+    "OBR|1|ORD776655|LAB2233|24362-6^Renal panel^LN|||20260301071500\r"
+    "OBX|1|NM|2160-0^Creatinine^LN||1.4|mg/dL|0.6-1.2|H|||F\r"
+    "OBX|2|NM|33914-3^eGFR^LN||52|mL/min/1.73m2|>60|L|||F\r"
+    "NTE|1||Creatinine back <baseline expected in 2 weeks\r"
+).encode()
+
+
+def hl7_batch() -> bytes:
+    return (
+        b"FHS|^~\\&|LAB|ST-MARY|EHR|CLINIC|20260301090000\r\n"
+        b"BHS|^~\\&|LAB|ST-MARY|EHR|CLINIC|20260301090000\r\n"
+        + HL7_ORU.replace(b"\r", b"\r\n")
+        + b"BTS|1\r\nFTS|1\r\n"
+    )
+
+
+def cda(*, prolog: str = "", root_attrs: str = "", body: str = "") -> bytes:
+    """An HL7 CDA R2 document (a discharge summary's header and narrative)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        + prolog
+        + '<ClinicalDocument xmlns="urn:hl7-org:v3" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xmlns:sdtc="urn:hl7-org:sdtc"' + root_attrs + ">\n"
+        '  <realmCode code="GB"/>\n'
+        '  <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>\n'
+        '  <id root="2.16.840.1.113883.19.5.99999.1" extension="TT988"/>\n'
+        '  <code code="18842-5" codeSystem="2.16.840.1.113883.6.1" displayName="Discharge summary"/>\n'
+        "  <title>Discharge summary</title>\n"
+        '  <effectiveTime value="20260301"/>\n'
+        "  <component><structuredBody><component><section>\n"
+        "    <title>Hospital course</title>\n"
+        "    <text><paragraph>Creatinine back &lt;baseline.</paragraph>"
+        "<table><tr><td>eGFR</td><td>52</td></tr></table></text>\n"
+        + body
+        + "  </section></component></structuredBody></component>\n"
+        "</ClinicalDocument>\n"
+    ).encode()
+
+
+def fhir_patient(**extra: object) -> bytes:
+    import json
+
+    resource = {
+        "resourceType": "Patient",
+        "id": "example",
+        "text": {
+            "status": "generated",
+            "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>Jane Doe, born 1970</p></div>',
+        },
+        "name": [{"family": "Doe", "given": ["Jane"]}],
+        "birthDate": "1970-03-20",
+        **extra,
+    }
+    return json.dumps(resource, indent=2).encode()
+
+
+def eml(body: str = "Please see the attached referral.\r\n") -> bytes:
+    """A referral saved from a mail client (RFC 5322 header block, a MIME body)."""
+    return (
+        "Return-Path: <gp@practice.example>\r\n"
+        "Received: from mail.practice.example (mail.practice.example [192.0.2.10])\r\n"
+        "\tby mx.clinic.example with ESMTPS id 4AbCdE; Sun, 1 Mar 2026 09:12:01 +0100\r\n"
+        "From: Dr. A. Smith <gp@practice.example>\r\n"
+        "To: referrals@clinic.example\r\n"
+        "Subject: Referral: Jane Doe, 20.03.1970\r\n"
+        "Date: Sun, 1 Mar 2026 09:12:00 +0100\r\n"
+        "Message-ID: <20260301091200.12345@practice.example>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b1"\r\n'
+        "\r\n"
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body
+        + "--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        "<html><body><p>Please see the attached referral.</p></body></html>\r\n--b1--\r\n"
+    ).encode()
+
+
+ASF_HEADER_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+ASF_AUDIO = bytes.fromhex("409e69f84d5bcf11a8fd00805f5c442b")
+ASF_VIDEO = bytes.fromhex("c0ef19bc4d5bcf11a8fd00805f5c442b")
+ASF_STREAM_PROPERTIES = bytes.fromhex("9107dcb7b7a9cf118ee600c00c205365")
+ASF_FILE_PROPERTIES = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
+
+
+def asf(*stream_types: bytes) -> bytes:
+    """An ASF Header Object holding one Stream Properties Object per stream."""
+    file_properties = ASF_FILE_PROPERTIES + struct.pack("<Q", 104) + b"\x00" * 80
+    objects = file_properties + b"".join(
+        ASF_STREAM_PROPERTIES + struct.pack("<Q", 78) + kind + b"\x00" * 16 + b"\x00" * 30
+        for kind in stream_types
+    )
+    size = 30 + len(objects)
+    count = 1 + len(stream_types)
+    return ASF_HEADER_GUID + struct.pack("<QI", size, count) + b"\x01\x02" + objects
+
+
+def jp2(brand: bytes = b"jp2 ") -> bytes:
+    signature = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+    ftyp_box = struct.pack(">I", 20) + b"ftyp" + brand + b"\x00\x00\x00\x00" + brand
+    return signature + ftyp_box + struct.pack(">I", 45) + b"jp2h" + b"\x00" * 37
+
+
+def j2c(components: int = 1) -> bytes:
+    """A raw JPEG 2000 codestream: SOC, then the SIZ marker segment (ISO/IEC 15444-1, A.5.1)."""
+    siz = struct.pack(">HHIIIIIIIIH", 38 + 3 * components, 0, 512, 512, 0, 0, 512, 512, 0, 0,
+                      components) + b"\x07\x01\x01" * components
+    return b"\xff\x4f\xff\x51" + siz + b"\xff\x52\x00\x0c"
+
+
 # -- allowed kinds ---------------------------------------------------------------------------
 
 ALLOWED_SAMPLES: list[tuple[str, bytes, str | None, str]] = [
@@ -180,7 +358,44 @@ ALLOWED_SAMPLES: list[tuple[str, bytes, str | None, str]] = [
     ("avif-mif1", ftyp(b"mif1", b"avif", b"mif1"), "x.avif", s.AVIF),
     ("dicom", dicom(), "image.dcm", s.DICOM),
     ("dicom-no-name", dicom(), None, s.DICOM),
+    ("dicom-uid-name", dicom(), "1.2.840.113619.2.55.3.604688119", s.DICOM),
+    ("dicom-implicit", dicom(meta=file_meta(IMPLICIT_LE)), "IM0001", s.DICOM),
+    ("dicom-tiff-preamble", dicom(b"II*\x00\x08\x00\x00\x00".ljust(128, b"\x00")), "slide.dcm",
+     s.DICOM),
+    ("dicom-no-preamble", file_meta() + dataset(), "image.dcm", s.DICOM),
+    ("dicom-no-meta-implicit", dataset(explicit=False), "IM0002", s.DICOM),
+    ("dicom-no-meta-explicit", dataset(), "image.dcm", s.DICOM),
     ("pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "scan.pdf", s.PDF),
+    ("pdf-junk-line", b"Scanned by ward 7 MFP\r\n%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "scan.pdf", s.PDF),
+    ("pdf-pjl", b"\x1b%-12345X@PJL JOB NAME=\"Befund\"\r\n@PJL ENTER LANGUAGE=PDF\r\n%PDF-1.7\n",
+     "print.pdf", s.PDF),
+    ("pdf-header-at-1000", b"x" * 999 + b"\n%PDF-1.7\n", "scan.pdf", s.PDF),
+    ("jp2", jp2(), "scan.jp2", s.JP2),
+    ("jpx", jp2(b"jpx "), "scan.jpx", s.JPX),
+    ("j2c", j2c(), "scan.j2k", s.J2C),
+    ("j2c-rgb", j2c(3), "scan.j2c", s.J2C),
+    ("wma", asf(ASF_AUDIO), "dictation.wma", s.WMA),
+    ("wmv", asf(ASF_AUDIO, ASF_VIDEO), "endoscopy.wmv", s.WMV),
+    ("asf-by-name", asf(), "dictation.wma", s.WMA),
+    ("hl7", HL7_ORU, "result.hl7", s.HL7_V2),
+    ("hl7-no-name", HL7_ORU, None, s.HL7_V2),
+    ("hl7-mllp", b"\x0b" + HL7_ORU + b"\x1c\r", "capture.hl7", s.HL7_V2),
+    ("hl7-batch-crlf", hl7_batch(), "batch.hl7", s.HL7_V2),
+    ("hl7-v27-truncation-char", HL7_ORU.replace(b"^~\\&", b"^~\\&#"), "a.hl7", s.HL7_V2),
+    ("cda", cda(), "discharge.xml", s.CDA_XML),
+    ("cda-stylesheet", cda(prolog='<?xml-stylesheet type="text/xsl" href="CDA.xsl"?>\n'),
+     "discharge.xml", s.CDA_XML),
+    ("cda-comment-prefixed", cda(prolog="<!-- exported 2026-03-01 -->\n"), "summary.cda",
+     s.CDA_XML),
+    ("cda-utf16", "\ufeff".encode("utf-16-le") + cda().decode().encode("utf-16-le"), "d.xml",
+     s.CDA_XML),
+    ("fhir-json", fhir_patient(), "patient.json", s.FHIR_JSON),
+    ("fhir-json-long", fhir_patient(note="x" * 6000), "patient.json", s.FHIR_JSON),
+    ("fhir-bundle", b'{"resourceType":"Bundle","type":"document","entry":[]}', "b.json",
+     s.FHIR_JSON),
+    ("eml", eml(), "referral.eml", s.EML),
+    ("eml-mbox-line", b"From gp@practice.example Sun Mar  1 09:12:00 2026\n" + eml(),
+     "referral.eml", s.EML),
     ("mp4-isom", ftyp(b"isom", b"isom", b"iso2", b"avc1", b"mp41"), "clip.mp4", s.MP4),
     ("mp4-mp42", ftyp(b"mp42", b"mp42", b"isom"), None, s.MP4),
     ("m4v", ftyp(b"M4V ", b"M4V ", b"M4A ", b"mp42", b"isom"), "clip.m4v", s.MP4),
@@ -239,6 +454,14 @@ ALLOWED_SAMPLES: list[tuple[str, bytes, str | None, str]] = [
     ("txt-utf16", "\ufeffhello, world\r\n".encode("utf-16-le"), "notes.txt", s.TEXT),
     ("txt-utf16-be", "\ufeffhello\n".encode("utf-16-be"), "notes.txt", s.TEXT),
     ("csv", b"id,name,dose\n1,A,<5 mg\n2,B,10 mg\n", "doses.csv", s.CSV),
+    ("txt-less-than-word", b"Creatinine back <baseline. Symptoms for <a week.\n"
+     b"Target weight <body ideal, BP <140/90 and HR >100.\n", "note.txt", s.TEXT),
+    ("txt-starts-with-less-than", b"<2 weeks of cough, <a week of fever\n", "note.txt", s.TEXT),
+    ("txt-placeholders", b"Dear <name>, your appointment is on <date> with <patient name>.\n",
+     "template.txt", s.TEXT),
+    ("csv-less-than-cells", b"patient,note\n1,Symptoms for <a week\n2,weight <body ideal\n"
+     b"3,Creatinine back <baseline\n4,\"<a few days, then >3 days\"\n", "notes.csv", s.CSV),
+    ("txt-hl7", HL7_ORU, "result.txt", s.TEXT),
     ("csv-cp1252", "name;note\nMüller;caf\u00e9 \u20ac5\n".encode("cp1252"), "export.CSV", s.CSV),
     ("tsv", b"a\tb\n1\t2\n", "table.tsv", s.TSV),
     ("txt-shift-jis", "患者のメモ\r\n".encode("shift_jis"), "memo.txt", s.TEXT),

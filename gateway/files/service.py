@@ -31,7 +31,7 @@ from .downloads import Download, checked, etag_of, plaintext
 from .errors import BadRange, Conflict, Forbidden, NotFound, TooLarge, UnsupportedType
 from .paths import ObjectPath, PathError, normalize_path, normalize_prefix
 from .ranges import ByteRange, RangeNotSatisfiable, if_range_allows, parse_range
-from .sniff import SNIFF_BYTES, sniff
+from .sniff import SNIFF_BYTES, check_upload
 
 READ_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
 WRITE_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
@@ -259,9 +259,10 @@ class ObjectService:
         try:
             chunks = iter(body)
             head = self._sniff_head(chunks)
-            content_type = sniff(bytes(head[:SNIFF_BYTES]), path.filename)
-            if content_type is None:
-                raise UnsupportedType("this type of file is not accepted (decided from its content)")
+            verdict = check_upload(bytes(head[:SNIFF_BYTES]), path.filename)
+            if verdict.content_type is None:
+                raise UnsupportedType(verdict.message)
+            content_type = verdict.content_type
             writer = self.store.writer(s3_key, sse_c=target.ssec_key)
             data_key = encryptor = None
             if target.mode != EncryptionMode.SSEC.value:
