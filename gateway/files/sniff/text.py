@@ -224,7 +224,11 @@ def fhir_json(head: bytes, complete: bool) -> str | None:
 
 # -- HL7 CDA (XML) -------------------------------------------------------------------------
 
-_PROLOG = re.compile(r"\s*(?:<\?xml(?:-stylesheet)?\s[^<>]*?\?>|<!--.*?-->)", re.S)
+# The prolog: the declaration, style sheets, comments, and a document type (refused later).
+_PROLOG = re.compile(
+    r"\s*(?:<\?xml(?:-stylesheet)?\s[^<>]*?\?>|<!--.*?-->|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>)",
+    re.S | re.I,
+)
 _CDA_ROOT = re.compile(r"<(?:([A-Za-z_][-.\w]*):)?ClinicalDocument(?=[\s/>])")
 _STYLESHEET_HREF = re.compile(r"<\?xml-stylesheet\s[^<>]*?href\s*=\s*[\"']([^\"']*)[\"']", re.S)
 _ACTIVE_NAMESPACES = (
