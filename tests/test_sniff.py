@@ -88,6 +88,11 @@ def file_meta(transfer_syntax: bytes = EXPLICIT_LE, *, version: bytes = b"\x00\x
     return element(2, 0x0000, b"UL", struct.pack("<I", len(body) + length_fix)) + body
 
 
+def meta_of(elements: bytes) -> bytes:
+    """File Meta Information of these group 0002 elements, after their group length."""
+    return element(2, 0x0000, b"UL", struct.pack("<I", len(elements))) + elements
+
+
 def dataset(*, explicit: bool = True) -> bytes:
     """The first elements of a CT image's data set (group 0008 onwards)."""
     return (
@@ -101,10 +106,11 @@ def dataset(*, explicit: bool = True) -> bytes:
     )
 
 
-def dicom(preamble: bytes = b"\x00" * 128, meta: bytes | None = None) -> bytes:
+def dicom(preamble: bytes = b"\x00" * 128, meta: bytes | None = None, *,
+          explicit: bool = True) -> bytes:
     """A DICOM Part 10 file: preamble, ``DICM``, File Meta Information, the data set."""
     assert len(preamble) == 128
-    return preamble + b"DICM" + (file_meta() if meta is None else meta) + dataset()
+    return preamble + b"DICM" + (file_meta() if meta is None else meta) + dataset(explicit=explicit)
 
 
 def pe_header() -> bytes:
@@ -359,7 +365,12 @@ ALLOWED_SAMPLES: list[tuple[str, bytes, str | None, str]] = [
     ("dicom", dicom(), "image.dcm", s.DICOM),
     ("dicom-no-name", dicom(), None, s.DICOM),
     ("dicom-uid-name", dicom(), "1.2.840.113619.2.55.3.604688119", s.DICOM),
-    ("dicom-implicit", dicom(meta=file_meta(IMPLICIT_LE)), "IM0001", s.DICOM),
+    ("dicom-implicit", dicom(meta=file_meta(IMPLICIT_LE), explicit=False), "IM0001", s.DICOM),
+    ("dicom-stray-preamble-value", dicom(b"\x00" * 16 + b"\x01" + b"\x00" * 111), "17106",
+     s.DICOM),  # as a DICOMDIR writer left it
+    ("dicom-empty-sop-uids", dicom(meta=meta_of(
+        element(2, 1, b"OB", b"\x00\x01") + element(2, 2, b"UI", b"") + element(2, 3, b"UI", b"")
+        + element(2, 0x10, b"UI", EXPLICIT_LE))), "x.dcm", s.DICOM),
     ("dicom-tiff-preamble", dicom(b"II*\x00\x08\x00\x00\x00".ljust(128, b"\x00")), "slide.dcm",
      s.DICOM),
     ("dicom-no-preamble", file_meta() + dataset(), "image.dcm", s.DICOM),
@@ -611,6 +622,11 @@ REFUSED_SAMPLES: list[tuple[str, bytes, str | None]] = [
     ("dicom-jpeg-preamble", dicom(jpeg().ljust(128, b"\x00")), "x.dcm"),
     ("dicom-zip-preamble", dicom(b"PK\x03\x04".ljust(128, b"\x00")), "x.dcm"),
     ("dicom-spaces-preamble", dicom(b" " * 128), "x.dcm"),
+    ("dicom-zeros-then-html", dicom((b"\x00" * 8 + b"<svg onload=alert(1)>").ljust(128, b"\x00")),
+     "x.dcm"),
+    ("dicom-zeros-then-pdf", dicom((b"\x00" * 8 + b"%PDF-1.4\n").ljust(128, b"\x00")), "x.dcm"),
+    ("dicom-zeros-then-zip", dicom((b"\x00" * 8 + b"PK\x03\x04").ljust(128, b"\x00")), "x.dcm"),
+    ("dicom-seven-zeros-then-pe", dicom(b"\x00" * 7 + pe_header()[:121]), "x.dcm"),
     ("dicom-tiff-preamble-with-html", dicom(b"II*\x00\x08\x00\x00\x00<svg onload=alert(1)>"
                                             .ljust(128, b"\x00")), "x.dcm"),
     ("dicom-tiff-preamble-with-pdf", dicom(b"MM\x00*\x00\x00\x00\x08%PDF-1.4".ljust(128, b"\x00")),
@@ -624,8 +640,10 @@ REFUSED_SAMPLES: list[tuple[str, bytes, str | None]] = [
     ("dicom-bad-transfer-syntax", dicom(meta=file_meta(b"<script>")), "x.dcm"),
     ("dicom-group-length-short", dicom(meta=file_meta(length_fix=-10)), "x.dcm"),
     ("dicom-group-length-long", dicom(meta=file_meta(length_fix=+6)), "x.dcm"),
-    ("dicom-no-transfer-syntax", b"\x00" * 128 + b"DICM" + element(2, 0, b"UL", struct.pack("<I", 14))
-     + element(2, 1, b"OB", b"\x00\x01") + dataset(), "x.dcm"),
+    ("dicom-no-transfer-syntax", dicom(meta=meta_of(element(2, 1, b"OB", b"\x00\x01"))), "x.dcm"),
+    ("dicom-no-version", dicom(meta=meta_of(element(2, 0x10, b"UI", EXPLICIT_LE))), "x.dcm"),
+    ("dicom-no-group-length", dicom(meta=element(2, 1, b"OB", b"\x00\x01")
+                                    + element(2, 0x10, b"UI", EXPLICIT_LE)), "x.dcm"),
     ("dicom-implicit-meta", b"\x00" * 128 + b"DICM" + struct.pack("<HHI", 2, 0, 4) + b"\x10\x00\x00\x00"
      + dataset(explicit=False), "x.dcm"),
     ("dicom-no-preamble-garbage", b"\x08\x00\x05\x00" + b"\xff" * 200, "x.dcm"),

@@ -8,7 +8,9 @@ another name, the same bytes run.
 
 So the preamble must be one of the two the standard actually describes: all zeros (what every
 writer puts there when it does not use it), or a TIFF header for the dual-personality files of
-whole-slide imaging, and then without markup or a PDF header.  Anything else is refused.
+whole-slide imaging, and then without markup, a PDF header or a ZIP entry.  A preamble whose
+first 8 bytes are zero (some writers leave a stray value further on) is treated like the TIFF
+one: no program, script or page can start there.  Anything else is refused.
 After ``DICM`` the File Meta Information must be well formed: (0002,0000) group length first,
 every element of group 0002 with a valid VR and a length inside the group, (0002,0001) the
 version ``00 01``, and (0002,0010) a transfer syntax UID.
@@ -31,6 +33,11 @@ PREAMBLE_BYTES = 128
 MAGIC = b"DICM"
 #: TIFF headers a dual-personality (DICOM and TIFF) preamble may start with.
 _TIFF_HEADERS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# Some writers leave a stray value in an otherwise empty preamble.  Starting with this many
+# zero bytes, it cannot be the start of a program, a script or a web page (their signatures
+# are at offset 0); it still must not hold a PDF header, a ZIP entry or markup.
+_ZEROS = b"\x00" * 8
+_SIGNATURES = (b"%PDF-", b"PK\x03\x04", b"MZ", b"\x7fELF", b"#!")
 
 # VRs with a 2-byte length, and those with 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
 _SHORT_VRS = frozenset(
@@ -69,8 +76,10 @@ def dicom(head: bytes) -> str | Refused | None:
 def _benign_preamble(preamble: bytes) -> bool:
     if preamble.count(0) == len(preamble):
         return True
-    if preamble.startswith(_TIFF_HEADERS):
-        return b"%PDF-" not in preamble and not has_markup(preamble.decode("latin-1"))
+    if preamble.startswith(_TIFF_HEADERS) or preamble.startswith(_ZEROS):
+        return not any(sign in preamble for sign in _SIGNATURES) and not has_markup(
+            preamble.decode("latin-1")
+        )
     return False
 
 
@@ -123,8 +132,9 @@ def _file_meta_ok(head: bytes, pos: int) -> bool:
         return False
     if syntax is None or syntax[0] != b"UI" or not _is_uid(syntax[1]):
         return False
-    for element in (0x0002, 0x0003):  # media storage SOP class and instance, when in view
-        if element in seen and (seen[element][0] != b"UI" or not _is_uid(seen[element][1])):
+    for element in (0x0002, 0x0003):  # media storage SOP class and instance, when given
+        vr, value = seen.get(element, (b"UI", b""))
+        if vr != b"UI" or (value.strip(b"\x00 ") and not _is_uid(value)):
             return False
     if end + 2 <= len(head) and u16le(head, end) <= 0x0002:
         return False  # the data set after the meta information must start with a later group
