@@ -239,7 +239,7 @@ def _parse_back(value: str) -> tuple[str, str, str | None]:
         (
             "résumé.pdf",
             True,
-            "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+            "attachment; filename=\"resume.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
         ),
         (
             'a"b.pdf',
@@ -253,9 +253,27 @@ def _parse_back(value: str) -> tuple[str, str, str | None]:
             "filename*=UTF-8''a%0D%0ASet-Cookie%3A%20x%3D1.pdf",
         ),
         (
+            "Ärztebrief München.pdf",
+            True,
+            "attachment; filename=\"Arztebrief Munchen.pdf\"; "
+            "filename*=UTF-8''%C3%84rztebrief%20M%C3%BCnchen.pdf",
+        ),
+        (
+            "Straße Øre Łódź.pdf",
+            True,
+            "attachment; filename=\"Strasse Ore Lodz.pdf\"; "
+            "filename*=UTF-8''Stra%C3%9Fe%20%C3%98re%20%C5%81%C3%B3d%C5%BA.pdf",
+        ),
+        (
             "患者.pdf",
             True,
-            "attachment; filename=\"__.pdf\"; filename*=UTF-8''%E6%82%A3%E8%80%85.pdf",
+            "attachment; filename=\"file-f1ce5f76.pdf\"; filename*=UTF-8''%E6%82%A3%E8%80%85.pdf",
+        ),
+        (
+            "Befund 患者 Müller.pdf",
+            False,
+            "inline; filename=\"Befund Muller-d0704045.pdf\"; "
+            "filename*=UTF-8''Befund%20%E6%82%A3%E8%80%85%20M%C3%BCller.pdf",
         ),
         ("", True, "attachment; filename=\"download\"; filename*=UTF-8''"),
     ],
@@ -269,6 +287,20 @@ def test_content_disposition_replaces_unsafe_characters_in_fallback(char: str) -
     _, fallback, extended = _parse_back(content_disposition(f"a{char}b", attachment=True))
     assert fallback == "a_b"
     assert extended == f"a{char}b"
+
+
+def test_content_disposition_fallbacks_of_untransliterable_names_stay_distinct() -> None:
+    names = ["患者.pdf", "診断書.pdf", "検査結果.pdf", "Ελένη.pdf", "Иванов.pdf", "김민준.pdf"]
+    fallbacks = [_parse_back(content_disposition(n, attachment=True))[1] for n in names]
+    assert len(set(fallbacks)) == len(names)
+    assert all(f.startswith("file-") and f.endswith(".pdf") for f in fallbacks)
+
+
+@pytest.mark.parametrize("name", ["letter\uff0eexe", "letter\u2024exe", "a\ufe52hta", "x\u2025js"])
+def test_content_disposition_fallback_never_gains_an_extension(name: str) -> None:
+    # Look-alike dots decompose to "."; the fallback must not turn them into a real one.
+    _, fallback, extended = _parse_back(content_disposition(name, attachment=True))
+    assert "." not in fallback and extended == name
 
 
 def test_content_disposition_lone_surrogate_does_not_fail() -> None:

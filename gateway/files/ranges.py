@@ -9,7 +9,9 @@ sent with ``200``.  A well-formed range that does not overlap the object raises
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -177,30 +179,87 @@ _ATTR_CHAR_SAFE = "!#$&+-.^_`|~"
 # Characters replaced in the quoted ASCII fallback: they end or escape the quoted string,
 # separate parameters, are read as directories, or are percent-decoded by some browsers.
 _FALLBACK_UNSAFE = frozenset('"\\/;%')
+# Latin letters that compatibility decomposition leaves alone, and their usual ASCII spelling.
+_LATIN_EXTRA = {
+    "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
+    "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ł": "l", "Ł": "L", "þ": "th", "Þ": "Th",
+    "ı": "i", "ħ": "h", "Ħ": "H", "ŋ": "ng", "Ŋ": "Ng",
+}  # fmt: skip
+_HASH_CHARS = 8
 
 
 def content_disposition(filename: str, *, attachment: bool) -> str:
     """A ``Content-Disposition`` value that is safe whatever the file name contains.
 
-    The ``filename`` parameter carries an ASCII fallback, quoted, in which quotes, backslashes,
-    ``/``, ``;``, ``%``, control characters and anything outside printable ASCII become ``_``.
-    When that fallback differs from the real name, ``filename*`` (RFC 5987) carries the exact
-    name as percent-encoded UTF-8.  The result never contains CR, LF, NUL or non-ASCII.
+    ``filename*`` (RFC 6266, RFC 5987) carries the exact name as percent-encoded UTF-8 whenever
+    the plain ``filename`` parameter cannot.  That parameter is an ASCII fallback for clients
+    that ignore ``filename*`` (``curl -OJ``, say), quoted:
+
+    * letters are transliterated (``Ärztebrief München.pdf`` becomes ``Arztebrief
+      Munchen.pdf``: compatibility decomposition, accents dropped, ``ß`` as ``ss``...);
+    * letters and digits of scripts that have no ASCII spelling are dropped and a short hash
+      of the exact name is added before the extension (``患者.pdf`` becomes
+      ``file-1b2c3d4e.pdf``), so that two such names never share a fallback;
+    * quotes, backslashes, ``/``, ``;``, ``%``, control characters and any other character
+      without an ASCII form become ``_``; a decomposition never adds a dot, so the fallback's
+      extension is the name's own.
+
+    The result never contains CR, LF, NUL or non-ASCII.
 
     :param filename: the file name shown to the user (the object path's last segment)
     :param attachment: ``True`` for ``attachment`` (download), ``False`` for ``inline``
     :returns: e.g. ``inline; filename="scan.pdf"`` or
-        ``attachment; filename="r_sum_.pdf"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf``
+        ``attachment; filename="resume.pdf"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf``
     """
     disposition = "attachment" if attachment else "inline"
-    fallback = "".join(
-        char if " " <= char <= "~" and char not in _FALLBACK_UNSAFE else "_" for char in filename
-    )
-    if fallback.strip(" .") == "":
-        fallback = "download"
+    # Lone surrogates have no UTF-8 form; they become U+FFFD rather than fail the download.
+    exact = "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in filename)
+    fallback = _ascii_fallback(exact)
     value = f'{disposition}; filename="{fallback}"'
     if fallback != filename:
-        # Lone surrogates have no UTF-8 form; they become U+FFFD rather than fail the download.
-        exact = "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in filename)
         value += "; filename*=UTF-8''" + quote(exact, safe=_ATTR_CHAR_SAFE)
     return value
+
+
+def _ascii_fallback(name: str) -> str:
+    """The quoted ``filename`` parameter's value for ``name`` (see :func:`content_disposition`)."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or not _plain_ascii(ext):
+        stem, dot, ext = name, "", ""
+    pieces: list[str] = []
+    lost = False
+    for char in stem:
+        ascii_form = _ascii_form(char)
+        if ascii_form is None:
+            lost = True
+        else:
+            pieces.append(ascii_form)
+    fallback = "".join(pieces)
+    if lost:
+        # Letters without an ASCII spelling were dropped: the hash keeps distinct names apart.
+        kept = " ".join(fallback.split()).strip(" .-_")
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+        fallback = f"{kept}-{digest}" if kept else f"file-{digest}"
+    fallback += dot + ext
+    if fallback.strip(" .") == "":
+        fallback = "download"
+    return fallback
+
+
+def _plain_ascii(text: str) -> bool:
+    return all(" " < char <= "~" and char not in _FALLBACK_UNSAFE for char in text)
+
+
+def _ascii_form(char: str) -> str | None:
+    """How ``char`` is written in the fallback; ``None`` for a letter or digit without one."""
+    if " " <= char <= "~":
+        return "_" if char in _FALLBACK_UNSAFE else char
+    if char in _LATIN_EXTRA:
+        return _LATIN_EXTRA[char]
+    decomposed = "".join(c for c in unicodedata.normalize("NFKD", char)
+                         if c.isascii() and (c.isalnum() or c == " "))
+    if decomposed:
+        return decomposed
+    if unicodedata.category(char)[0] in "LN":
+        return None
+    return "_"

@@ -31,7 +31,7 @@ from .downloads import Download, checked, etag_of, plaintext
 from .errors import BadRange, Conflict, Forbidden, NotFound, TooLarge, UnsupportedType
 from .paths import ObjectPath, PathError, folded_name, normalize_path, normalize_prefix
 from .ranges import ByteRange, RangeNotSatisfiable, if_range_allows, parse_range
-from .sniff import SNIFF_BYTES, sniff
+from .sniff import SNIFF_BYTES, check_upload
 
 READ_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
 WRITE_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
@@ -235,12 +235,13 @@ class ObjectService:
                     object_id: str) -> str:
         """The content type of a body starting with ``head``; :class:`UnsupportedType`
         (audited) when it is not accepted."""
-        content_type = sniff(bytes(head[:SNIFF_BYTES]), path.filename)
-        if content_type is None:
+        verdict = check_upload(bytes(head[:SNIFF_BYTES]), path.filename)
+        if verdict.content_type is None:
             self._record(actor, "upload", "aborted", path=path.path, status=415, nbytes=0,
-                         detail={"object_id": object_id, "reason": "type not accepted"})
-            raise UnsupportedType("this type of file is not accepted (decided from its content)")
-        return content_type
+                         detail={"object_id": object_id, "reason": verdict.reason,
+                                 "message": verdict.message})
+            raise UnsupportedType(verdict.message)
+        return verdict.content_type
 
     def finish_upload(self, actor: Actor, path: ObjectPath, *, size: int, sha256: str,
                       content_type: str, data_key: bytes | None, header: bytes | None,
@@ -307,9 +308,10 @@ class ObjectService:
         try:
             chunks = iter(body)
             head = self._sniff_head(chunks)
-            content_type = sniff(bytes(head[:SNIFF_BYTES]), path.filename)
-            if content_type is None:
-                raise UnsupportedType("this type of file is not accepted (decided from its content)")
+            verdict = check_upload(bytes(head[:SNIFF_BYTES]), path.filename)
+            if verdict.content_type is None:
+                raise UnsupportedType(verdict.message)
+            content_type = verdict.content_type
             writer = self.store.writer(s3_key, sse_c=target.ssec_key)
             data_key = encryptor = None
             if target.mode != EncryptionMode.SSEC.value:
