@@ -389,3 +389,90 @@ def test_page_without_the_bundle_starts_and_explains(sqlite_stack, tmp_path: Pat
     app.static_folder = str(ROOT / "gateway" / "static")
     html = client.get("/?prefix=uploads/ward-2/x").get_data(as_text=True)
     assert "uppy.min.js" in html and 'value="uploads/ward-2/"' in html
+
+
+def test_drag_and_drop(live: LiveGateway, page) -> None:
+    sign_in(page, live, prefix="uploads/ward-9/")
+    page.evaluate("""() => {
+      const dt = new DataTransfer();
+      for (const name of ['dropped-1.pdf', 'dropped-2.pdf'])
+        dt.items.add(new File(['%PDF-1.7\\n' + name + ' '.repeat(5000)], name,
+                              {type: 'application/pdf'}));
+      const target = document.querySelector('#uploader .uppy-Dashboard-inner');
+      for (const type of ['dragenter', 'dragover', 'drop'])
+        target.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true,
+                                                   cancelable: true}));
+    }""")
+    wait_state(page, "dropped-2.pdf", "ready")
+    press_upload(page)
+    for name in ("dropped-1.pdf", "dropped-2.pdf"):
+        wait_state(page, name, "done")
+        assert stored(live, "staff1", f"uploads/ward-9/{name}") is not None
+
+
+def axe_violations(browser, live: LiveGateway) -> list[dict]:
+    """axe-core's accessibility check of the uploader (serious and critical findings)."""
+    axe = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+    if not axe.is_file():
+        service_unavailable("axe-core is not installed (npm ci)")
+    context = browser.new_context(bypass_csp=True)  # only to inject axe itself
+    try:
+        page = context.new_page()
+        sign_in(page, live)
+        page.add_script_tag(path=str(axe))
+        found = page.evaluate("""async () => (await axe.run('#upload-card')).violations
+            .filter((v) => ['serious', 'critical'].includes(v.impact))
+            .map((v) => ({id: v.id, nodes: v.nodes.map((n) => n.target.join(' '))}))""")
+    finally:
+        context.close()
+    return found
+
+
+def scene(page, live: LiveGateway, tmp_path: Path, folder: str) -> None:
+    """The uploader as a nurse sees it mid-shift: a file saved, one uploading over a slow
+    link, a taken name waiting for a choice, a file type refused."""
+    put(live, "staff1", f"{folder}consent-form.pdf", PDF + b"signed yesterday")
+    sign_in(page, live, prefix=folder)
+    program = tmp_path / "viewer-setup.exe"
+    program.write_bytes(b"MZ" + b"\0" * 1000)
+    add_files(page, program)
+    wait_state(page, "viewer-setup.exe", "refused")
+    throttle(page, 512 * 1024)
+    files = [pdf_file(tmp_path, "wound-photo-day-3.pdf", 150_000, seed=8),
+             pdf_file(tmp_path, "consent-form.pdf", 120_000, seed=9),
+             pdf_file(tmp_path, "ward-round-video.pdf", 60 * MiB, seed=10)]
+    add_files(page, *files)
+    press_upload(page)
+    wait_state(page, "wound-photo-day-3.pdf", "done")
+    wait_state(page, "consent-form.pdf", "conflict")
+    page.wait_for_function("""() => { const li = document.querySelector(
+        '#upload-messages li[data-file="ward-round-video.pdf"]');
+        return li && / left$/.test(li.textContent.trim()); }""")
+    page.wait_for_timeout(1500)  # a few progress events for the speed and time left
+
+
+@pytest.mark.slow
+def test_screenshots_desktop_and_phone(browser, live: LiveGateway, tmp_path: Path) -> None:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, viewport, folder in (("desktop", DESKTOP, "uploads/ward-6/"),
+                                   ("phone", PHONE, "uploads/ward-6b/")):
+        context = browser.new_context(viewport=viewport)
+        context.set_default_timeout(30_000)
+        try:
+            page = context.new_page()
+            csp = watch_csp(page)
+            (tmp_path / name).mkdir()
+            scene(page, live, tmp_path / name, folder)
+            text = row(page, "ward-round-video.pdf").locator(".upload-state").text_content()
+            assert "MB/s" in text or "KB/s" in text, text
+            if name == "phone":  # nothing wider than the phone's screen
+                width = page.evaluate("() => document.documentElement.scrollWidth")
+                assert width <= viewport["width"], width
+            for target in (shots / f"uploader-{name}.png", SCREENSHOTS / f"uploader-{name}.png"):
+                page.screenshot(path=str(target), full_page=True)
+            assert csp == []
+        finally:
+            context.close()
+    assert axe_violations(browser, live) == []

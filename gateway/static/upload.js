@@ -197,7 +197,7 @@
     li.className = "upload-item is-" + state;
     li.dataset.state = state;
     li.stateNode.textContent = text;
-    li.bar.hidden = state === "refused" || state === "cancelled";
+    li.bar.hidden = ["ready", "refused", "cancelled", "conflict"].indexOf(state) >= 0;
     while (li.choices.firstChild) li.choices.removeChild(li.choices.firstChild);
   }
 
@@ -257,6 +257,7 @@
         dropPasteFiles: "Drag files here, or %{browseFiles}",
         browseFiles: "choose files",
         uploadComplete: "Uploaded and encrypted",
+        uploadFailed: "Not every file was uploaded: see the messages below",
         dashboardWindowTitle: "Upload files",
         dashboardTitle: "Upload files"
       }
