@@ -1,5 +1,5 @@
 """`gateway dev` as a newcomer runs it: the embedded stack starts, prints working demo
-credentials, and a real browser signs in, uploads with a progress bar and opens the file."""
+credentials, and a real browser signs in, uploads with the uploader and opens the file."""
 from __future__ import annotations
 
 import os
@@ -86,15 +86,14 @@ def test_browser_upload_and_view(dev_server: DevServer, page, tmp_path: Path) ->
     scan = tmp_path / "scan.pdf"
     data = b"%PDF-1.7\n" + os.urandom(3 * 1024 * 1024)
     scan.write_bytes(data)
-    page.fill("#upload-path", "uploads/forms/201/field_7/scan.pdf")
-    page.set_input_files("#upload-file", str(scan))
-    page.click("#upload-form button[type=submit]")
-    page.wait_for_function(
-        "() => /Uploaded|refused|failed/.test(document.getElementById('upload-status').textContent)",
-        timeout=30000)
-    status = page.text_content("#upload-status")
-    assert status.startswith("Uploaded uploads/forms/201/field_7/scan.pdf"), status
-    assert page.get_attribute("#upload-progress", "value") == "100"
+    page.fill("#upload-folder", "uploads/forms/201/field_7/")
+    page.locator("#uploader input.uppy-Dashboard-input").first.set_input_files(str(scan))
+    page.click("#uploader .uppy-StatusBar-actionBtn--upload")
+    page.wait_for_selector('#upload-messages li[data-file="scan.pdf"][data-state="done"]',
+                           timeout=30000)
+    status = page.text_content('#upload-messages li[data-file="scan.pdf"] .upload-state')
+    assert status == "Uploaded and encrypted: saved as uploads/forms/201/field_7/scan.pdf.", status
+    assert page.get_attribute('#upload-messages li[data-file="scan.pdf"] progress', "value") == "100"
     page.wait_for_selector("#file-list >> text=uploads/forms/201/field_7/scan.pdf", timeout=30000)
     link = page.locator("#file-list a", has_text="scan.pdf").first
     href = link.get_attribute("href")
@@ -105,10 +104,12 @@ def test_browser_upload_and_view(dev_server: DevServer, page, tmp_path: Path) ->
     # a mislabelled file is refused with a clear message in the page
     fake = tmp_path / "fake.pdf"
     fake.write_bytes(b"<html><script>alert(1)</script></html>")
-    page.fill("#upload-path", "uploads/forms/201/fake.pdf")
-    page.set_input_files("#upload-file", str(fake))
-    page.click("#upload-form button[type=submit]")
-    page.wait_for_selector("text=Upload refused", timeout=30000)
+    page.click("#uploader .uppy-StatusBar-actionBtn--done")
+    page.fill("#upload-folder", "uploads/forms/201/")
+    page.locator("#uploader input.uppy-Dashboard-input").first.set_input_files(str(fake))
+    page.click("#uploader .uppy-StatusBar-actionBtn--upload")
+    page.wait_for_selector('#upload-messages li[data-file="fake.pdf"][data-state="refused"]',
+                           timeout=30000)
 
 
 def test_browser_auditor_sees_the_trail(dev_server: DevServer, page) -> None:
