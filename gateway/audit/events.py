@@ -17,10 +17,6 @@ class Action(str, Enum):
     """What happened. Stored as the value; never renamed (old rows keep their names)."""
 
     UPLOAD = "upload"  # outcome started, then completed / aborted with the bytes received
-    UPLOAD_CREATE = "upload_create"  # a resumable upload begins (tus POST)
-    UPLOAD_PATCH = "upload_patch"  # bytes added to it: started, then completed (offset from/to)
-    UPLOAD_TERMINATE = "upload_terminate"  # the uploader abandoned it (tus DELETE)
-    UPLOAD_EXPIRE = "upload_expire"  # it expired unfinished; everything stored for it deleted
     VIEW = "view"  # inline display (outcome started, then completed / aborted)
     DOWNLOAD = "download"  # attachment (outcome started, then completed / aborted)
     RANGE_READ = "range_read"  # a Range request (outcome started, then completed / aborted)
@@ -53,6 +49,10 @@ class Action(str, Enum):
     AUDIT_EXPORT = "audit_export"
     AUDIT_ARCHIVE = "audit_archive"
     AUDIT_VERIFY = "audit_verify"
+    UPLOAD_CREATE = "upload_create"  # a resumable upload begins (tus POST)
+    UPLOAD_PATCH = "upload_patch"  # bytes added to it (offset from/to), or refused
+    UPLOAD_TERMINATE = "upload_terminate"  # the uploader abandoned it (tus DELETE)
+    UPLOAD_EXPIRE = "upload_expire"  # it expired unfinished; everything stored for it deleted
 
 
 class Outcome(str, Enum):
