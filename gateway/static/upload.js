@@ -362,6 +362,9 @@
     var rate = now > first[0] ? (progress.bytesUploaded - first[1]) / ((now - first[0]) / 1000) : 0;
     var percent = Math.floor((progress.bytesUploaded / progress.bytesTotal) * 100);
     li.bar.value = percent;
+    // a late progress event from the request the network dropped must not hide the message
+    // that says the upload waits for the network
+    if (navigator.onLine === false && li.dataset.state === "retrying") return;
     var parts = ["Uploading: " + percent + " %", mb(progress.bytesUploaded) + " of "
                  + mb(progress.bytesTotal)];
     if (rate > 0 && progress.bytesUploaded < progress.bytesTotal) {

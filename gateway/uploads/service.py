@@ -499,9 +499,11 @@ class ResumableUploads:
 
     def _append(self, actor: Actor, row: ResumableUpload, token: str, body: Iterable[bytes],
                 checksum: protocol.Checksum | None) -> tuple[UploadState, bool]:
-        """Append; ``(state, whether the lock was let go already)``. One audit row per PATCH,
-        written once its bytes are stored (from and to offsets) or it failed."""
+        """Append; ``(state, whether the lock was let go already)``. A ``started`` row before
+        the first byte is taken (so a gateway that dies mid-PATCH leaves a trace), then
+        ``completed`` with the from and to offsets once the bytes are stored, or ``aborted``."""
         start = row.offset
+        self._record(actor, "upload_patch", "started", row, status=None, offset=start)
         run: _Run | None = None
         received = 0
         try:
