@@ -7,8 +7,8 @@ import sys
 import uuid
 
 from flask import Flask, current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
 from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..principal import Actor
 from ..services import Services
