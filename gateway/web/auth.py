@@ -49,7 +49,7 @@ from ..db.models import ApiToken, Organisation, User, utcnow
 from ..files import PathError
 from ..files.paths import decode_utf8
 from ..principal import Actor
-from .context import anonymous_actor, current_actor, services
+from .context import anonymous_actor, current_actor, route, services
 from .errors import ApiError, error_response
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -242,14 +242,8 @@ def audit_refusal(reason: str, status: int, *, actor: Actor | None = None,
             return False
     services().audit.record(action=action, outcome="denied", actor=actor, http_status=status,
                             object_path=object_path,
-                            detail={"reason": reason, "route": route_of_request()})
+                            detail={"reason": reason, "route": route()})
     return True
-
-
-def route_of_request() -> str | None:
-    """The URL rule that matched (``/api/v1/files/<objpath:path>``), never the raw path."""
-    rule = request.url_rule
-    return rule.rule if rule is not None else None
 
 
 def _refuse_undecodable() -> None:

@@ -198,14 +198,12 @@ class BadLinkToken(ValueError):
 
 
 def _link_key() -> AESGCM:
-    """The links' AES-256-GCM key, derived from the secret key (HKDF-SHA256)."""
-    key = current_app.config.get("_GATEWAY_LINK_KEY")
-    if key is None:
-        secret = current_app.config["SECRET_KEY"]
-        secret = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=LINK_INFO).derive(secret)
-        current_app.config["_GATEWAY_LINK_KEY"] = key
-    return AESGCM(key)
+    """The links' AES-256-GCM key, derived from the secret key (HKDF-SHA256); derived per
+    use (microseconds) rather than kept anywhere."""
+    secret = current_app.config["SECRET_KEY"]
+    secret = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                       info=LINK_INFO).derive(secret))
 
 
 def seal_link(payload: dict[str, Any]) -> str:
@@ -223,9 +221,11 @@ def open_link(token: str) -> dict[str, Any]:
 
     :raises BadLinkToken: for anything else (malformed, altered, or sealed under another key).
     """
+    if len(token) > 8192:
+        raise BadLinkToken("too long")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        if len(raw) < 12 + 16 or len(token) > 8192:
+        if len(raw) < 12 + 16:
             raise BadLinkToken("too short")
         data = _link_key().decrypt(raw[:12], raw[12:], LINK_AAD)
         payload = json.loads(data.decode("utf-8"))
