@@ -508,3 +508,21 @@ def test_the_access_logger_scrubs_every_url_atom() -> None:
     assert atoms["r"] == "GET /api/v1/links/<token> HTTP/1.1"
     assert (atoms["route"], atoms["rid"]) == ("/api/v1/links/<token>", "rid123")
     assert re.fullmatch(r"[^%]*(%\((h|m|route|s|b|M|rid)\)s[^%]*)+", serve.access_log_format)
+
+
+def test_many_addresses_together_cannot_flood_the_trail(sqlite_stack: Stack,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_auth, "ALL_ANONYMOUS_REFUSALS", "5/minute")
+    services = build_services(sqlite_stack.settings.with_changes(trusted_proxies=1))
+    try:
+        app = create_app(services=services, test_config={"TESTING": True})
+        for n in range(12):
+            client = app.test_client()
+            client.environ_base["HTTP_X_FORWARDED_FOR"] = f"198.51.100.{n}"
+            assert client.get("/api/v1/files",
+                              headers={"Authorization": "Bearer junk"}).status_code == 401
+    finally:
+        services.close()
+    recorded = denied(sqlite_stack, "unknown bearer token")
+    assert len(recorded) == 5
+    assert len({e.client_addr for e in recorded}) == 5

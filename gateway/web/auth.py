@@ -209,9 +209,11 @@ def require_roles(*roles: str) -> Callable[[F], F]:
 
 #: Unauthenticated refusals are audited, but an anonymous client could otherwise make the
 #: gateway write audit rows as fast as it can send requests (each one a commit on the system
-#: chain's head). Each process records at most this many per client address and minute; the
-#: throttle's own refusals (429) once per address, limit and minute.
+#: chain's head). Each process records at most this many per client address and minute, and
+#: at most ALL_ANONYMOUS_REFUSALS from all addresses together (many addresses, one attacker);
+#: the throttle's own refusals (429) once per address, limit and minute.
 ANONYMOUS_REFUSAL_BUDGET = "20/minute"
+ALL_ANONYMOUS_REFUSALS = "600/minute"
 THROTTLED_REFUSAL_BUDGET = "1/minute"
 _budget = FixedWindowRateLimiter(MemoryStorage())
 
@@ -238,8 +240,11 @@ def audit_refusal(reason: str, status: int, *, actor: Actor | None = None,
         actor = replace(actor, user_id=user_id, role=role)
     if budget is not None and not authenticated:
         key = ("audit-refusal", budget_key, actor.client_addr or "-")
+        if not _budget.test(parse_limit(ALL_ANONYMOUS_REFUSALS), "audit-refusal-all"):
+            return False
         if not _budget.hit(parse_limit(budget), *key):
             return False
+        _budget.hit(parse_limit(ALL_ANONYMOUS_REFUSALS), "audit-refusal-all")
     services().audit.record(action=action, outcome="denied", actor=actor, http_status=status,
                             object_path=object_path,
                             detail={"reason": reason, "route": route()})
