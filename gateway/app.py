@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Any, Mapping
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import PathConverter
 
@@ -43,13 +44,23 @@ def create_app(
     settings = services.settings
 
     app = Flask(__name__)
+    app.json = JSONProvider(app)
     app.url_map.merge_slashes = False  # "a//b" reaches the path check instead of a redirect
     app.url_map.converters["objpath"] = ObjectPathConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
-        MAX_CONTENT_LENGTH=None,  # uploads are limited while streaming, not buffered
+        # every body but an upload's is small; the upload routes stream theirs, limited while
+        # streaming (web/context.py lifts this limit for them)
+        MAX_CONTENT_LENGTH=context.MAX_REQUEST_BYTES,
         MAX_FORM_MEMORY_SIZE=64 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
+        # Secure unless served over plain HTTP on purpose: the dev stack on loopback. Behind a
+        # TLS terminator (trusted proxies) and outside dev mode the cookie never travels in
+        # the clear.
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="gateway_session",
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.idle_logout_seconds),
@@ -77,6 +88,17 @@ def create_app(
         app.register_blueprint(api.bp)
         auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes
     return app
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested deeper than the parser's recursion limit read as
+    malformed JSON (a 400 from ``request.get_json``), never a 500."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
 
 
 class ObjectPathConverter(PathConverter):

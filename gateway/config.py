@@ -114,6 +114,12 @@ class Settings:
             dev=dev,
         )
 
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies carry ``Secure``: behind a TLS terminator (trusted proxies) and
+        outside dev mode; only the dev stack on plain-HTTP loopback goes without."""
+        return self.trusted_proxies > 0 or not self.dev
+
     def with_changes(self, **changes: object) -> Settings:
         """A copy with some fields replaced (tests and dev mode)."""
         return replace(self, **changes)  # type: ignore[arg-type]

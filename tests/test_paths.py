@@ -42,7 +42,7 @@ def test_every_category_with_a_file(category: str) -> None:
         "documents/患者/スキャン.pdf",
         "uploads/a b/c (1).jpg",
         "uploads/.hidden",
-        "uploads/...",
+        "uploads/..a",
         "uploads/a..b/c",
         "uploads/emoji/\U0001f468\u200d\u2695\ufe0f.png",  # ZWJ sequence stays allowed
         "signatures/x",
@@ -244,14 +244,26 @@ def test_accepted_prefixes_are_safe_and_stable(raw: str) -> None:
     assert normalize_prefix(prefix) == prefix
 
 
+def _saveable_on_windows(segment: str) -> bool:
+    """What Windows can save: no trailing dot or space, no device name, an extension (if
+    any) in ordinary characters."""
+    nfc = unicodedata.normalize("NFC", segment)
+    stem, _, ext = nfc.rpartition(".")
+    return (
+        not nfc.endswith((".", " "))
+        and nfc.split(".", 1)[0].rstrip(" ").upper() not in paths._RESERVED_NAMES
+        and (not stem or unicodedata.normalize("NFKC", ext) == ext)
+    )
+
+
 _SEGMENT = st.text(
     alphabet=st.characters(
         blacklist_categories=("Cc", "Cs", "Cf", "Zl", "Zp", "Cn", "Co"),
-        blacklist_characters="/\\",
+        blacklist_characters='/\\<>:"|?*' + "".join(paths._LOOKALIKE_DOTS),
     ),
     min_size=1,
     max_size=20,
-).filter(lambda s: s not in (".", ".."))
+).filter(lambda s: s not in (".", "..") and _saveable_on_windows(s))
 
 
 @given(st.sampled_from(CATEGORIES), st.lists(_SEGMENT, min_size=1, max_size=6))
@@ -260,3 +272,116 @@ def test_well_formed_paths_are_accepted(category: str, segments: list[str]) -> N
     result = normalize_path(raw)
     assert result.path == unicodedata.normalize("NFC", raw)
     assert result.filename == unicodedata.normalize("NFC", segments[-1])
+
+
+# -- names Windows cannot save, and look-alike names --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("uploads/CON.pdf", paths.MSG_RESERVED_NAME),
+        ("uploads/con", paths.MSG_RESERVED_NAME),
+        ("uploads/Nul.tar.gz", paths.MSG_RESERVED_NAME),
+        ("uploads/aux .pdf", paths.MSG_RESERVED_NAME),
+        ("uploads/PRN/scan.pdf", paths.MSG_RESERVED_NAME),  # folders too
+        ("uploads/COM1.txt", paths.MSG_RESERVED_NAME),
+        ("uploads/lpt9", paths.MSG_RESERVED_NAME),
+        ("uploads/COM\u00b9.pdf", paths.MSG_RESERVED_NAME),  # superscript one
+        ("uploads/CONIN$.pdf", paths.MSG_RESERVED_NAME),
+        ("uploads/scan.pdf.", paths.MSG_TRAILING_DOT_SPACE),
+        ("uploads/scan.pdf ", paths.MSG_TRAILING_DOT_SPACE),
+        ("uploads/...", paths.MSG_TRAILING_DOT_SPACE),
+        ("uploads/folder./scan.pdf", paths.MSG_TRAILING_DOT_SPACE),
+        ("uploads/folder /scan.pdf", paths.MSG_TRAILING_DOT_SPACE),
+        ("uploads/scan.pdf::$DATA", paths.MSG_WINDOWS_CHAR),
+        ("uploads/scan.pdf:secret", paths.MSG_WINDOWS_CHAR),
+        ("uploads/C:/scan.pdf", paths.MSG_WINDOWS_CHAR),
+        ("uploads/a<b.pdf", paths.MSG_WINDOWS_CHAR),
+        ("uploads/a>b.pdf", paths.MSG_WINDOWS_CHAR),
+        ('uploads/a"b.pdf', paths.MSG_WINDOWS_CHAR),
+        ("uploads/a|b.pdf", paths.MSG_WINDOWS_CHAR),
+        ("uploads/a?b.pdf", paths.MSG_WINDOWS_CHAR),
+        ("uploads/a*.pdf", paths.MSG_WINDOWS_CHAR),
+        ("uploads/scan\uff0epdf", paths.MSG_LOOKALIKE_DOT),  # fullwidth full stop
+        ("uploads/invoice.pdf\uff0eexe", paths.MSG_LOOKALIKE_DOT),
+        ("uploads/scan\u2024pdf", paths.MSG_LOOKALIKE_DOT),  # one dot leader
+        ("uploads/scan\ufe52pdf", paths.MSG_LOOKALIKE_DOT),  # small full stop
+        ("uploads/scan\uff0e\uff50\uff44\uff46", paths.MSG_LOOKALIKE_DOT),
+        ("uploads/scan.\uff50\uff44\uff46", paths.MSG_LOOKALIKE_EXTENSION),  # fullwidth pdf
+        ("uploads/scan.\ufb01le", paths.MSG_LOOKALIKE_EXTENSION),  # the "fi" ligature
+        ("uploads/a\x01.pdf", paths.MSG_CONTROL),
+        ("uploads/a\x1f.pdf", paths.MSG_CONTROL),
+    ],
+)
+def test_refuses_names_windows_cannot_save_or_that_disguise_their_extension(
+        raw: str, message: str) -> None:
+    with pytest.raises(PathError) as info:
+        normalize_path(raw)
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "uploads/console.pdf", "uploads/CONTRACT.pdf", "uploads/com10.txt", "uploads/lpt.txt",
+        "uploads/nul-results.pdf", "uploads/a.b.c.pdf", "uploads/ leading space.pdf",
+        "documents/\u5831\u544a\u66f8\uff0e\u6700\u7d42.pdf",  # fullwidth dot inside Japanese
+        "uploads/\u0441\u043a\u0430\u043d.pdf",  # a Cyrillic name is a name
+        "uploads/Stra\u00dfe.pdf",
+    ],
+)
+def test_accepts_names_windows_can_save(raw: str) -> None:
+    assert normalize_path(raw).path == raw
+
+
+def test_prefixes_may_name_the_start_of_a_reserved_word() -> None:
+    """Listing prefixes are partial names: ``uploads/con`` lists ``uploads/contracts/``."""
+    assert normalize_prefix("uploads/con") == "uploads/con"
+
+
+def test_decode_utf8_refuses_what_is_not_utf8() -> None:
+    assert paths.decode_utf8("uploads/caf\u00e9.pdf".encode()) == "uploads/caf\u00e9.pdf"
+    for raw in (b"uploads/a\xff.pdf", b"uploads/a\xc3.pdf", b"uploads/\xed\xa0\x80.pdf",
+                b"uploads/\xc0\xaf.pdf"):  # bad byte, truncated, surrogate, overlong '/'
+        with pytest.raises(PathError) as info:
+            paths.decode_utf8(raw)
+        assert info.value.message == paths.MSG_INVALID_UTF8
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("scan.pdf", "Scan.PDF"),
+        ("scan.pdf", "sc\u0430n.pdf"),  # Cyrillic a
+        ("report.pdf", "r\u0435p\u043ert.pdf"),  # Cyrillic e and o
+        ("scan.pdf", "\uff53\uff43\uff41\uff4e.pdf"),  # fullwidth letters
+        ("scan.pdf", "scan\uff0epdf"),  # fullwidth dot
+        ("scan.pdf", "scan.pdf."),  # Windows drops trailing dots
+        ("scan.pdf", "scan.pdf "),
+        ("invoice_2024.pdf", "invoice-2024.pdf"),
+        ("invoice-2024.pdf", "invoice\u20132024.pdf"),  # en dash
+        ("logo.png", "l0go.png"),  # zero for o
+        ("bill.pdf", "biII.pdf"),  # capital i for l
+        ("modern.pdf", "rnodern.pdf"),  # r n for m
+        ("caf\u00e9.pdf", "cafe\u0301.pdf"),
+        ("scan.pdf", "sc\u00adan.pdf"),  # soft hyphen
+    ],
+)
+def test_confusable_names_share_a_key(a: str, b: str) -> None:
+    assert paths.confusable_key(a) == paths.confusable_key(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("scan.pdf", "scan2.pdf"), ("scan.pdf", "scan.png"), ("a.pdf", "b.pdf"),
+     ("\u60a3\u8005.pdf", "\u60a3\u8005\u0031.pdf"), ("report.pdf", "reports.pdf")],
+)
+def test_different_names_have_different_keys(a: str, b: str) -> None:
+    assert paths.confusable_key(a) != paths.confusable_key(b)
+
+
+@given(_SEGMENT)
+def test_confusable_key_is_stable(name: str) -> None:
+    key = paths.confusable_key(name)
+    assert paths.confusable_key(key) == key

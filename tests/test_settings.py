@@ -96,3 +96,15 @@ def test_trusted_proxies_default_to_none() -> None:
     assert Settings.from_env(GOOD).trusted_proxies == 0
     assert Settings.from_env({**GOOD, "GATEWAY_TRUSTED_PROXIES": "0"}).trusted_proxies == 0
     assert Settings.from_env({**GOOD, "GATEWAY_TRUSTED_PROXIES": "2"}).trusted_proxies == 2
+
+
+@pytest.mark.parametrize(("env", "dev", "secure"), [
+    ({}, False, True),  # production: HTTPS in front, even without a proxy setting
+    ({"GATEWAY_TRUSTED_PROXIES": "1"}, False, True),
+    ({"GATEWAY_TRUSTED_PROXIES": "1"}, True, True),  # dev behind a TLS terminator
+    ({}, True, False),  # only the dev stack on plain-HTTP loopback goes without
+])
+def test_cookies_are_secure_outside_dev_mode_and_behind_tls(env: dict[str, str], dev: bool,
+                                                           secure: bool) -> None:
+    settings = Settings.from_env({**GOOD, **env}, require=() if dev else REQUIRED, dev=dev)
+    assert settings.secure_cookies is secure

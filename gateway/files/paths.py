@@ -22,6 +22,8 @@ __all__ = [
     "MAX_SEGMENT_BYTES",
     "ObjectPath",
     "PathError",
+    "confusable_key",
+    "decode_utf8",
     "normalize_path",
     "normalize_prefix",
 ]
@@ -64,6 +66,33 @@ MSG_DOT_SEGMENT = "path must not contain '.' or '..' segments"
 MSG_SEGMENT_TOO_LONG = f"path segment is longer than {MAX_SEGMENT_BYTES} bytes"
 MSG_NO_FILENAME = "path must name a file after the category"
 MSG_UNKNOWN_CATEGORY = "path must start with one of: " + ", ".join(CATEGORIES)
+MSG_INVALID_UTF8 = "path is not valid UTF-8"
+MSG_RESERVED_NAME = ("path must not use a name Windows reserves for devices "
+                     "(CON, PRN, AUX, NUL, COM1-9, LPT1-9), with or without an extension")
+MSG_TRAILING_DOT_SPACE = "path segments must not end with a dot or a space"
+MSG_WINDOWS_CHAR = 'path must not contain any of < > : " | ? *'
+MSG_LOOKALIKE_DOT = ("file name must not use a look-alike of '.' (such as the fullwidth '．') "
+                     "before its extension")
+MSG_LOOKALIKE_EXTENSION = "file extension must be written in ordinary (not fullwidth) letters"
+
+# Names Windows cannot save, whatever follows them after a dot ("CON.pdf", "nul.tar.gz"); the
+# superscript digits count as digits there too.
+_RESERVED_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{n}" for port in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"}
+)
+_WINDOWS_CHARS = frozenset('<>:"|?*')
+
+# Characters that look like a full stop without being one.
+_LOOKALIKE_DOTS = frozenset(
+    "\uff0e"  # FULLWIDTH FULL STOP
+    "\u2024"  # ONE DOT LEADER
+    "\ufe52"  # SMALL FULL STOP
+    "\u0701\u0702"  # SYRIAC SUPRALINEAR / SUBLINEAR FULL STOP
+    "\ua4f8"  # LISU LETTER TONE MYA TI
+    "\u06d4"  # ARABIC FULL STOP
+    "\u00b7\u2027\u30fb\uff65"  # middle dots
+)
 
 
 class PathError(GatewayError, ValueError):
@@ -103,7 +132,95 @@ def normalize_path(raw: str) -> ObjectPath:
     segments = path.split("/")
     if len(segments) < 2:
         raise PathError(MSG_NO_FILENAME)
+    for segment in segments[1:]:
+        _check_portable_name(segment)
+    _check_extension(segments[-1])
     return ObjectPath(path=path, category=segments[0], filename=segments[-1])
+
+
+def decode_utf8(raw: bytes) -> str:
+    """The text of a path (or query) as it arrived in bytes, percent-decoded.
+
+    :raises PathError: if the bytes are not valid UTF-8 (never replaced by U+FFFD: two
+        different byte strings must not become one name).
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PathError(MSG_INVALID_UTF8) from None
+
+
+def _check_portable_name(segment: str) -> None:
+    """Refuse what Windows cannot save as a file or folder name (staff download to Windows
+    PCs; a name it silently alters or refuses is a name that gets confused with another)."""
+    if segment.endswith((".", " ")):
+        raise PathError(MSG_TRAILING_DOT_SPACE)
+    if any(c in _WINDOWS_CHARS for c in segment):
+        raise PathError(MSG_WINDOWS_CHAR)
+    stem = segment.split(".", 1)[0].rstrip(" ").upper()
+    if stem in _RESERVED_NAMES:
+        raise PathError(MSG_RESERVED_NAME)
+
+
+def _check_extension(filename: str) -> None:
+    """Refuse a file name whose extension is disguised: written after a look-alike of ``.``
+    (``scan．pdf`` shows as ``scan.pdf`` but has no extension), or in compatibility letters
+    (``scan.ｐｄｆ``)."""
+    last_dot = filename.rfind(".")
+    for i, char in enumerate(filename):
+        if char in _LOOKALIKE_DOTS and i > last_dot:
+            tail = filename[i + 1:]
+            if tail and len(tail) <= 10 and unicodedata.normalize("NFKC", tail).isascii():
+                raise PathError(MSG_LOOKALIKE_DOT)
+    if last_dot > 0:
+        ext = filename[last_dot + 1:]
+        if unicodedata.normalize("NFKC", ext) != ext:
+            raise PathError(MSG_LOOKALIKE_EXTENSION)
+
+
+# -- confusable names ------------------------------------------------------------------------
+
+# Letters of other scripts drawn like Latin ones (a simplified subset of the Unicode
+# confusables table of UTS #39), after case folding.
+_PROTOTYPES = {
+    # Cyrillic
+    "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "і": "i", "ї": "i", "ј": "j", "к": "k",
+    "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s",
+    "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "ɡ": "g", "ү": "y", "ҽ": "e", "ԍ": "g",
+    # Greek
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
+    "τ": "t", "υ": "u", "χ": "x", "ϲ": "c", "ϳ": "j", "ω": "w",
+    # Armenian and others
+    "օ": "o", "ս": "u", "հ": "h", "ց": "g",
+    # digits and Latin look-alikes
+    "0": "o", "1": "l", "i": "l", "|": "l", "ı": "l", "ł": "l", "ø": "o",
+    # dashes and dots
+    "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "―": "-", "−": "-", "_": "-",
+}
+_PROTOTYPES.update({dot: "." for dot in _LOOKALIKE_DOTS})
+_IGNORABLE = frozenset("\u00ad\u034f\u200c\u200d\u2060\ufe0e\ufe0f\u180e")
+
+
+def confusable_key(name: str) -> str:
+    """A key under which names a reader could take for one another compare equal.
+
+    A simplified skeleton in the spirit of UTS #39: compatibility forms folded (fullwidth
+    letters, ligatures), case folded (Windows and macOS do not tell ``A`` from ``a``),
+    combining marks and default-ignorable characters dropped, letters of other scripts drawn
+    like Latin ones mapped to those (Cyrillic ``а`` to ``a``), ``0``/``O``, ``1``/``l``/``I``,
+    dashes and look-alike dots unified, trailing dots and spaces dropped. ``Scan.pdf``,
+    ``scаn.pdf`` (Cyrillic ``а``) and ``SCAN.PDF.`` have one key; ``scan.pdf`` and
+    ``scan2.pdf`` do not. Pure; for warnings, not refusals.
+    """
+    text = unicodedata.normalize("NFKC", name).casefold()
+    text = unicodedata.normalize("NFD", text)
+    out = []
+    for char in text:
+        if char in _IGNORABLE or unicodedata.category(char) == "Mn":
+            continue
+        out.append(_PROTOTYPES.get(char, char))
+    skeleton = "".join(out).replace("rn", "m").replace("vv", "w")
+    return unicodedata.normalize("NFC", skeleton).rstrip(". ")
 
 
 def normalize_prefix(raw: str) -> str:

@@ -13,6 +13,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import GatewayError
+from .context import request_id, route
 
 log = logging.getLogger(__name__)
 
@@ -64,5 +65,7 @@ def init_app(app: Flask) -> None:
     def _any_error(exc: Exception) -> Response:
         if isinstance(exc, GatewayError):
             return error_response(exc.status, exc.code, exc.answer, exc.headers)
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        # the route, not the path: paths name patients, and a link's path is its credential
+        log.exception("unexpected error on %s %s (request %s)", request.method,
+                      route() or "-", request_id())
         return error_response(500, "internal_error", "the gateway failed; the error was logged")

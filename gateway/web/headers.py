@@ -22,6 +22,8 @@ def init_app(app: Flask) -> None:
     Talisman(
         app,
         force_https=False,
+        # the application decides SESSION_COOKIE_SECURE (Settings.secure_cookies); Talisman's
+        # own switch would only force it on outside debug mode
         session_cookie_secure=False,
         strict_transport_security=True,
         content_security_policy=CSP,
