@@ -13,6 +13,7 @@
   const tokens = document.querySelector("#tokens tbody");
   const tokenUser = document.getElementById("token-user");
   const tokenFilter = document.getElementById("token-filter");
+  const me = Number(document.getElementById("users").getAttribute("data-me"));
   let userList = [];
 
   function say(text, isError) {
@@ -105,7 +106,11 @@
             .catch(function (e) { role.value = u.role; fail(e); });
         });
         const actions = el("div", null, "actions");
-        if (u.active) {
+        if (u.id === me) {
+          role.disabled = true;  // an admin cannot demote or deactivate themself
+          actions.appendChild(el("span", "your account", "note"));
+        }
+        if (u.active && u.id !== me) {
           actions.appendChild(button("Deactivate", "Deactivate " + u.email, function () {
             if (!window.confirm("Deactivate " + u.email + "? Their sessions end, their API tokens are revoked and their links stop working at once.")) return;
             api("PATCH", "/users/" + u.id, { active: false })
@@ -124,7 +129,7 @@
               .then(function (d) { showSecret("New password for " + u.email + ":", d.password); say("Password of " + u.email + " replaced."); })
               .catch(fail);
           }));
-        } else {
+        } else if (!u.active) {
           actions.appendChild(button("Reactivate", "Reactivate " + u.email, function () {
             if (!window.confirm("Reactivate " + u.email + "? They can sign in again (their old API tokens stay revoked).")) return;
             api("PATCH", "/users/" + u.id, { active: true })
@@ -183,7 +188,7 @@
         tr.firstChild.colSpan = labels.length;
       }
       data.tokens.forEach(function (t) {
-        let action = el("span", "");
+        let action = el("span", "—");
         if (t.status === "active") {
           action = button("Revoke", "Revoke token " + t.prefix + " of " + t.email, function () {
             if (!window.confirm("Revoke token " + t.prefix + "… of " + t.email + "? Scripts using it stop working at once.")) return;
