@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from gateway.cli import cli
-from gateway.db.models import AuditEvent, PasswordReset, User, utcnow
+from gateway.db.models import AuditEvent, Job, PasswordReset, User, utcnow
 from tests.stack import PASSWORD, Stack
 from tests.test_auth import csrf_token, sign_in
 
@@ -336,7 +336,8 @@ def test_admin_api_lifecycle(client, sqlite_stack: Stack) -> None:
         "message"]
 
 
-def test_admin_api_keys_jobs_storage(client, sqlite_stack: Stack) -> None:
+def test_admin_api_keys_jobs_storage(client, run, sqlite_stack: Stack,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     h = bearer(sqlite_stack, "admin1")
     assert client.put("/api/v1/files/uploads/k.pdf", data=PDF,
                       headers=bearer(sqlite_stack, "staff1")).status_code == 201
@@ -345,13 +346,37 @@ def test_admin_api_keys_jobs_storage(client, sqlite_stack: Stack) -> None:
     assert keys["versions"] == [{"version": 1, "state": "current", "created_at":
                                  keys["versions"][0]["created_at"], "objects": 1,
                                  "bytes": len(PDF)}]
-    with sqlite_stack.services.sessions() as s:
-        sqlite_stack.services.keyring.create_org_key(s, sqlite_stack.org1)
-        s.commit()
+    assert client.get("/api/v1/admin/keys", headers=bearer(sqlite_stack, "admin2")
+                      ).get_json()["objects"] == 0  # the other organisation's
+    assert run("keys", "rotate", "--org", "Clinic One").exit_code == 0
     jobs = client.get("/api/v1/admin/jobs", headers=h).get_json()
     assert jobs["jobs"] == [] and jobs["pending"] == 1 and jobs["current_version"] == 2
+    assert run("keys", "rewrap", "--org", "Clinic One").exit_code == 0
+    jobs = client.get("/api/v1/admin/jobs", headers=h).get_json()
+    assert jobs["pending"] == 0
+    (job,) = jobs["jobs"]
+    assert job["kind"] == "rewrap" and job["state"] == "done" and job["done"] == 1
+    assert client.get("/api/v1/admin/jobs", headers=bearer(sqlite_stack, "admin2")
+                      ).get_json()["jobs"] == []
+    versions = client.get("/api/v1/admin/keys", headers=h).get_json()["versions"]
+    assert [(v["version"], v["objects"]) for v in versions] == [(1, 0), (2, 1)]
+    with sqlite_stack.services.sessions() as s:
+        s.add(Job(kind="reencrypt", org_id=sqlite_stack.org1, state="running",
+                  started_at=utcnow() - timedelta(hours=1),
+                  updated_at=utcnow() - timedelta(minutes=30)))
+        s.commit()
+    listed = client.get("/api/v1/admin/jobs", headers=h).get_json()["jobs"]
+    assert [(j["kind"], j["state"]) for j in listed] == [("rewrap", "done"),
+                                                        ("reencrypt", "interrupted")]
+
     storage = client.get("/api/v1/admin/storage", headers=h).get_json()
     assert storage == {"bucket": "ok", "last_reconcile": None}
+
+    def unreachable() -> None:
+        raise OSError("no route to the bucket")
+
+    monkeypatch.setattr(sqlite_stack.services.store, "check", unreachable)
+    assert client.get("/api/v1/admin/storage", headers=h).get_json()["bucket"] == "unavailable"
 
 
 def test_cookie_writes_need_the_csrf_header(client, sqlite_stack: Stack) -> None:

@@ -6,16 +6,18 @@ Read-only. The keyring and the object store are reached through the application'
 """
 from __future__ import annotations
 
-import json
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from ..db.models import AuditEvent, Job, StoredObject
+from ..db.models import AuditEvent, Job, StoredObject, utcnow
 from .trail import iso
 
 #: The jobs the console lists (those of ``gateway keys rewrap|reencrypt|migrate-ssec``).
 JOB_LIMIT = 20
+#: A running job not updated for this long was interrupted (re-running it continues it).
+STALLED_SECONDS = 120
 
 
 def key_versions(services: Any, org_id: str) -> dict[str, Any]:
@@ -37,8 +39,10 @@ def jobs(services: Any, org_id: str, limit: int = JOB_LIMIT) -> dict[str, Any]:
     """The organisation's rotation jobs, newest first: running ones and the last finished.
 
     ``pending`` is how many of the organisation's objects are not yet on the current key
-    version (what a rewrap still has to move).
+    version (what a rewrap still has to move). A ``running`` job whose row has not moved for
+    :data:`STALLED_SECONDS` is reported ``interrupted``.
     """
+    stalled_before = utcnow() - timedelta(seconds=STALLED_SECONDS)
     with services.sessions() as s:
         rows = s.scalars(select(Job).where(Job.org_id == org_id)
                          .order_by(Job.started_at.desc(), Job.id.desc()).limit(limit)).all()
@@ -50,14 +54,12 @@ def jobs(services: Any, org_id: str, limit: int = JOB_LIMIT) -> dict[str, Any]:
             StoredObject.org_id == org_id, StoredObject.key_version != current)) or 0)
         out = []
         for j in rows:
-            try:
-                params = json.loads(j.params or "{}")
-            except ValueError:
-                params = {}
+            state = j.state
+            if state == "running" and j.updated_at < stalled_before:
+                state = "interrupted"
             out.append({
-                "id": j.id, "kind": j.kind, "state": j.state,
+                "id": j.id, "kind": j.kind, "state": state,
                 "done": j.done_count, "done_bytes": j.done_bytes, "failed": j.failed_count,
-                "dry_run": bool(params.get("dry_run", False)) if isinstance(params, dict) else False,
                 "started_at": iso(j.started_at), "updated_at": iso(j.updated_at),
                 "finished_at": iso(j.finished_at),
             })

@@ -240,7 +240,7 @@
         tr.firstChild.colSpan = labels.length;
       }
       d.jobs.forEach(function (j) {
-        row(tbody, labels, [j.kind + (j.dry_run ? " (dry run)" : ""), j.state, j.done, j.failed,
+        row(tbody, labels, [j.kind, j.state === "interrupted" ? "interrupted (re-run it to continue)" : j.state, j.done, j.failed,
           when(j.started_at), when(j.updated_at), j.finished_at ? when(j.finished_at) : "-"]);
       });
       document.getElementById("jobs-summary").textContent = d.pending
