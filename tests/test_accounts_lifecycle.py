@@ -402,3 +402,48 @@ def test_admin_page_is_admin_only(client, sqlite_stack: Stack) -> None:
     page = client.get("/admin")
     assert page.status_code == 200 and b'src="/static/admin.js"' in page.data
     assert b'href="/admin"' in page.data
+
+
+def test_lifecycle_functions_on_each_database(stack: Stack) -> None:
+    """The accounts functions themselves, on SQLite and PostgreSQL, with an operator actor."""
+    from gateway.accounts import (
+        AccountConflict,
+        AccountNotFound,
+        issue_reset_link,
+        list_tokens,
+        list_users,
+        redeem_reset_link,
+        revoke_token,
+        set_active,
+        set_role,
+        sign_in,
+        token_user,
+    )
+    from gateway.principal import Actor
+
+    svc, op = stack.services, Actor.cli(None, "test")
+    assert [u.email for u in list_users(svc, scope_org=stack.org2)] == [
+        "admin2@example.test", "auditor2@example.test", "staff2@example.test"]
+    info, changed = set_active(svc, "staff2@example.test", False, actor=op)
+    assert changed and not info.active
+    assert token_user(svc.sessions, stack.users["staff2"].token) is None
+    assert sign_in(svc.sessions, "staff2@example.test", PASSWORD).user is None
+    with pytest.raises(AccountConflict):
+        set_role(svc, "admin2@example.test", "staff", actor=op)
+    with pytest.raises(AccountNotFound):
+        set_role(svc, "staff1@example.test", "auditor", actor=op, scope_org=stack.org2)
+    link = issue_reset_link(svc, "auditor2@example.test", actor=op)
+    assert redeem_reset_link(svc, link.token, "twelve chars or more",
+                             actor=op) == "auditor2@example.test"
+    with pytest.raises(AccountNotFound):
+        redeem_reset_link(svc, link.token, "twelve chars or more", actor=op)
+    assert sign_in(svc.sessions, "auditor2@example.test", "twelve chars or more").user
+    live = [t for t in list_tokens(svc, scope_org=stack.org2) if t.status == "active"]
+    assert {t.email for t in live} == {"admin2@example.test", "auditor2@example.test"}
+    assert revoke_token(svc, live[0].id, actor=op).status == "revoked"
+    actions = [(e.action, e.outcome) for e in events(stack, "user_deactivate")
+               + events(stack, "user_set_role") + events(stack, "password_set")
+               + events(stack, "token_revoke")]
+    assert actions == [("user_deactivate", "success"), ("user_set_role", "denied"),
+                       ("user_set_role", "denied"), ("password_set", "success"),
+                       ("password_set", "denied"), ("token_revoke", "success")]

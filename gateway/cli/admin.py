@@ -141,7 +141,7 @@ def users_create(services, email: str, org_ref: str, role: str, password_stdin: 
     click.echo(f"created {email.strip().lower()} ({role})")
 
 
-@users.command("list", help="List users: e-mail, role, organisation, active, created, last "
+@users.command("list", short_help="List users with role, organisation, status, last sign-in.", help="List users: e-mail, role, organisation, active, created, last "
                "sign-in.")
 @click.option("--org", "org_ref", default=None, help="Only this organisation (id or name).")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
@@ -153,7 +153,7 @@ def users_list(services, org_ref: str | None, fmt: str) -> None:  # type: ignore
                  ("last_login_at", "LAST SIGN-IN (UTC)")], fmt)
 
 
-@users.command("deactivate", help="Deactivate a user at once: their browser sessions end, "
+@users.command("deactivate", short_help="Deactivate a user: sessions, tokens and links stop at once.", help="Deactivate a user at once: their browser sessions end, "
                "their API tokens are revoked, their signed links stop working and sign-in is "
                "refused. Their files and audit history stay.")
 @click.argument("email")
@@ -163,7 +163,7 @@ def users_deactivate(services, email: str) -> None:  # type: ignore[no-untyped-d
     click.echo(f"deactivated {info.email}" if changed else f"{info.email} is already deactivated")
 
 
-@users.command("reactivate", help="Let a deactivated user sign in again (create new API "
+@users.command("reactivate", short_help="Let a deactivated user sign in again.", help="Let a deactivated user sign in again (create new API "
                "tokens for them: the old ones stay revoked).")
 @click.argument("email")
 @with_services(require=AUDITED)
@@ -172,7 +172,7 @@ def users_reactivate(services, email: str) -> None:  # type: ignore[no-untyped-d
     click.echo(f"reactivated {info.email}" if changed else f"{info.email} is already active")
 
 
-@users.command("set-role", help="Change a user's role (staff, auditor or admin). An "
+@users.command("set-role", short_help="Change a user's role.", help="Change a user's role (staff, auditor or admin). An "
                "organisation's last active admin cannot be demoted.")
 @click.argument("email")
 @click.argument("role", type=click.Choice([r.value for r in Role]))
@@ -183,7 +183,7 @@ def users_set_role(services, email: str, role: str) -> None:  # type: ignore[no-
                else f"{info.email} is already {info.role}")
 
 
-@users.command("reset-password", help="Reset a user's password: --print sets a random one and "
+@users.command("reset-password", short_help="Print a new password, or a one-time reset link.", help="Reset a user's password: --print sets a random one and "
                "prints it (their browser sessions end); --link prints a one-time link, valid "
                f"{RESET_LINK_SECONDS // 60} minutes, where they choose a new one.")
 @click.argument("email")
@@ -218,7 +218,7 @@ def tokens_create(services, email: str, expires_days: int) -> None:  # type: ign
     click.echo(issue_token(services, email, expires_days, actor=_actor()).token)
 
 
-@tokens.command("list", help="List API tokens (never the tokens themselves): prefix, user, "
+@tokens.command("list", short_help="List API tokens (prefix, dates, status).", help="List API tokens (never the tokens themselves): prefix, user, "
                 "created, expires, last used, revoked.")
 @click.option("--user", "user_ref", default=None, metavar="EMAIL", help="Only this user's.")
 @click.option("--org", "org_ref", default=None, help="Only this organisation's (id or name).")
