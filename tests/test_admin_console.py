@@ -1,10 +1,13 @@
 """The admin console in Chromium against the real gateway (gunicorn, moto's S3): an admin
 deactivates a user whose open session then fails, resets a password, revokes a token and
 sees the key versions; staff cannot open the page (403 page, audited). Screenshots of the
-console at desktop and phone width go to docs/screenshots/."""
+console at desktop and phone width go to the test's temporary directory, or to
+docs/screenshots/ with ``GATEWAY_SCREENSHOTS=1`` (to refresh the ones the documentation shows)."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,7 +17,7 @@ from gateway.db.models import AuditEvent
 from tests.stack import ROOT, LiveGateway
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + b"y" * 4000
-SHOTS = ROOT / "docs" / "screenshots"
+DOC_SHOTS = ROOT / "docs" / "screenshots"
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +37,7 @@ def audit(live: LiveGateway, action: str) -> list[AuditEvent]:
                               .order_by(AuditEvent.id)))
 
 
-def test_admin_console_workflows(live: LiveGateway, browser, page) -> None:
+def test_admin_console_workflows(live: LiveGateway, browser, page, tmp_path: Path) -> None:
     staff = live.stack.users["staff1"]
     bearer = {"Authorization": f"Bearer {staff.token}"}
     assert requests.put(f"{live.url}/api/v1/files/uploads/console.pdf", data=PDF,
@@ -133,15 +136,16 @@ def test_admin_console_workflows(live: LiveGateway, browser, page) -> None:
     assert "\t1\t" in page.locator('#keys tr[data-version="1"]').inner_text() + "\t"
     assert "1 of 1 object(s) are not yet on key version 2" in page.inner_text("#jobs-summary")
     page.wait_for_timeout(300)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "admin-desktop.png"), full_page=True)
+    shots = DOC_SHOTS if os.environ.get("GATEWAY_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "admin-desktop.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
     page.wait_for_selector('#keys tr[data-version="1"]')
     page.wait_for_selector('#tokens tr[data-prefix]')
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(SHOTS / "admin-phone.png"))  # what a phone shows first
+    page.screenshot(path=str(shots / "admin-phone.png"))  # what a phone shows first
 
 
 @pytest.mark.parametrize("name", ["staff2", "auditor2"])
