@@ -12,6 +12,8 @@ from werkzeug.routing import PathConverter
 from .config import Settings
 from .services import Services, build_services
 from .web import (
+    admin_api,
+    admin_pages,
     audit_api,
     auth,
     context,
@@ -84,7 +86,8 @@ def create_app(
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
-    for api in (files_api, manage_api, uploads_api, audit_api):
+    app.register_blueprint(admin_pages.bp)
+    for api in (files_api, manage_api, uploads_api, audit_api, admin_api):
         app.register_blueprint(api.bp)
         auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes
     return app

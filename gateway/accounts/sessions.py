@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db.models import ApiToken, BrowserSession, Organisation, User, utcnow
@@ -81,6 +81,17 @@ def end_browser_session(sessions: sessionmaker[Session], sid: str | None) -> Non
         if row is not None and row.ended_at is None:
             row.ended_at = utcnow()
             s.commit()
+
+
+def end_user_sessions(s: Session, user_id: int) -> int:
+    """End every open browser session of a user (deactivation, password reset), in the
+    caller's transaction; how many were open. Their cookies sign nobody in afterwards."""
+    result = s.execute(
+        update(BrowserSession)
+        .where(BrowserSession.user_id == user_id, BrowserSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
+    return int(result.rowcount or 0)
 
 
 def session_user(sessions: sessionmaker[Session], user_id: int,

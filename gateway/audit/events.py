@@ -41,6 +41,11 @@ class Action(str, Enum):
     ORG_CREATE = "org_create"
     USER_CREATE = "user_create"
     USER_UPDATE = "user_update"
+    USER_DEACTIVATE = "user_deactivate"  # its sessions end and its tokens are revoked
+    USER_REACTIVATE = "user_reactivate"
+    USER_SET_ROLE = "user_set_role"  # detail: before and after
+    PASSWORD_RESET = "password_reset"  # an admin or operator reset it (printed, or a link issued)
+    PASSWORD_SET = "password_set"  # the user chose a new one through a reset link
     TOKEN_CREATE = "token_create"
     TOKEN_REVOKE = "token_revoke"
     STORAGE_RECONCILE = "storage_reconcile"

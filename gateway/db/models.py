@@ -136,6 +136,21 @@ class ApiToken(Base):
     user: Mapped[User] = relationship()
 
 
+class PasswordReset(Base):
+    """A one-time password-reset link. Only the SHA-256 of its random token is stored; it
+    works once, until ``expires_at``, and only for an active user."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(320))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class OrgKeyVersion(Base):
     """One version of an organisation's key, stored wrapped by a master key version.
 

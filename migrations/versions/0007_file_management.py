@@ -1,7 +1,7 @@
 """file management: earlier versions kept apart from the trash, and a searchable file name
 
-Revision ID: 0009
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ import unicodedata
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
