@@ -80,7 +80,8 @@ def test_query_table_csv_and_jsonl(services: Services) -> None:
     table = run(services, "query", "--org", "Clinic A", "--action", "upload,view")
     assert table.exit_code == 0, table.output
     lines = table.output.splitlines()
-    assert lines[0].split()[:3] == ["id", "when", "(UTC)"]
+    assert lines[0].split()[:3] == ["seq", "when", "(UTC)"]
+    assert lines[1].split()[0] == "1" and lines[2].split()[0] == "2"
     assert len(lines) == 4 and "uploads/o1.pdf" in lines[1] and lines[-1] == "2 event(s)"
 
     exported = run(services, "query", "--org", ORG_A, "--format", "csv", "--user",
@@ -94,8 +95,10 @@ def test_query_table_csv_and_jsonl(services: Services) -> None:
     page = run(services, "query", "--org", "Clinic A", "--limit", "2")
     assert "more: add --after" in page.output
     after = page.output.splitlines()[-1].split()[-1]
+    assert after == "2"  # the chain's seq, not a row id that counts other chains' rows
     rest = run(services, "query", "--org", "Clinic A", "--after", after, "--action", "denied")
-    assert rest.output.splitlines()[-1] == "1 event(s)"
+    assert rest.output.splitlines()[-1] == "1 event(s)" and rest.output.splitlines()[1].split()[
+        0] == "3"
 
     assert [e.outcome for e in recorded(services, "audit_query")] == ["success"] * 3
     assert len(recorded(services, "audit_export")) == 2
@@ -110,6 +113,12 @@ BAD_VALUES = [
     (["--since", "2026-03-02", "--until", "2026-03-01"], "--since must come before --until"),
     (["--limit", "0"], "0 is not in the range"),
     (["--format", "xml"], "'xml' is not one of"),
+    (["--until", "9999-12-31"], "outside the calendar"),
+    (["--since", "0001-01-01T00:00:00+14:00"], "outside the calendar"),
+    (["--since", "9999-12-31T23:59:59-14:00"], "outside the calendar"),
+    (["--user", "9223372036854775808"], "user id must be between"),
+    (["--user", "2147483648"], "user id must be between"),
+    (["--after", "9223372036854775808"], "is not in the range"),
 ]
 
 

@@ -22,6 +22,7 @@ from .archives import (
     verify_archive,
 )
 from .chain import (
+    ARCHIVE_FIELDS,
     EXPORT_FIELDS,
     GENESIS_HASH,
     HASH_FORMAT,
@@ -43,8 +44,12 @@ from .events import (
 from .exports import event_to_dict, to_csv, to_jsonl
 from .log import AuditLog, lock_chain_head
 from .queries import (
+    MAX_CURSOR,
+    MAX_USER_ID,
     Page,
+    check_cursor,
     cursor_after,
+    cursor_of,
     iter_query,
     parse_action,
     parse_month,
@@ -64,11 +69,11 @@ from .verification import (
 )
 
 __all__ = [
-    "ARCHIVE_FORMAT", "ARCHIVE_PREFIX", "CHAIN_COLUMNS", "EXPORT_FIELDS", "GENESIS_HASH",
-    "HASHED_FIELDS", "HASH_FORMAT", "REASONS", "SYSTEM_CHAIN", "Action", "ArchiveReport",
+    "ARCHIVE_FIELDS", "ARCHIVE_FORMAT", "ARCHIVE_PREFIX", "CHAIN_COLUMNS", "EXPORT_FIELDS", "GENESIS_HASH",
+    "HASHED_FIELDS", "HASH_FORMAT", "MAX_CURSOR", "MAX_USER_ID", "REASONS", "SYSTEM_CHAIN", "Action", "ArchiveReport",
     "ArchiveResult", "ArchiveServices", "AuditArchiveError", "AuditLog", "AuditUnavailable",
     "ChainFault", "ChainResult", "FilterError", "Outcome", "Page", "VerifyReport", "archive_key",
-    "archive_month", "archive_storage_id", "canonical_json", "cursor_after", "event_to_dict",
+    "archive_month", "archive_storage_id", "canonical_json", "check_cursor", "cursor_after", "cursor_of", "event_to_dict",
     "format_time", "iter_query", "lock_chain_head", "month_bounds", "parse_action",
     "parse_month", "parse_outcome", "parse_time", "query", "query_page", "row_fields",
     "row_hash", "row_message", "to_csv", "to_jsonl", "user_condition", "verify",

@@ -23,7 +23,7 @@ from ..crypto import envelope
 from ..db.models import AuditEvent, utcnow
 from ..principal import Actor
 from ..storage import ObjectStore, StorageNotFound
-from .chain import canonical_json, row_fields, row_hash
+from .chain import ARCHIVE_FIELDS, canonical_json, row_fields, row_hash
 from .events import Action, AuditArchiveError, AuditUnavailable, Outcome
 from .exports import event_to_dict
 from .log import AuditLog
@@ -163,7 +163,8 @@ def _write_archive(services: ArchiveServices, org_id: str, year: int, month: int
                 raise AuditArchiveError(
                     f"row seq {row.seq} (id {row.id}) of {org_id} fails its hash; "
                     "run `gateway audit verify` before archiving")
-            gz.write(canonical_json(event_to_dict(row, raw_detail=True)).encode("utf-8") + b"\n")
+            gz.write(canonical_json(event_to_dict(row, raw_detail=True,
+                                                  fields=ARCHIVE_FIELDS)).encode("utf-8") + b"\n")
             if result.first_seq is None:
                 result.first_seq = row.seq
             result.last_seq, result.last_row_hash = row.seq, row.row_hash

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from ..accounts import find_org
 from ..audit import (
+    MAX_CURSOR,
     SYSTEM_CHAIN,
     Action,
     AuditArchiveError,
@@ -21,6 +22,7 @@ from ..audit import (
     Outcome,
     archive_key,
     archive_month,
+    cursor_of,
     format_time,
     iter_query,
     parse_action,
@@ -89,8 +91,9 @@ def _record(services: Any, **kwargs: Any) -> None:
               help="Before this time (exclusive); a date alone includes that whole day.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help=f"At most N events (default {TABLE_LIMIT} for the table, all for csv/jsonl).")
-@click.option("--after", type=click.IntRange(min=0), default=None, metavar="ID",
-              help="Only events with an id above ID (the cursor the table prints).")
+@click.option("--after", type=click.IntRange(min=0, max=MAX_CURSOR), default=None, metavar="SEQ",
+              help="Only events after SEQ, the organisation's own sequence number (the cursor "
+                   "the table prints); with no --org, the row id across every chain.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
               show_default=True)
 @with_services(require=())
@@ -121,7 +124,7 @@ def query_cmd(services: Any, org_ref: str | None, user: str | None, object_id: s
             detail={"org": label or "all", "filters": shown, "limit": limit, "after": after,
                     "format": fmt})
     events = iter_query(services.sessions, org_id=org_id, all_orgs=org_id is None,
-                        limit=limit, after_id=after, **filters)
+                        limit=limit, after=after, **filters)
     if fmt == "csv":
         for line in to_csv(events):
             click.echo(line, nl=False)
@@ -129,24 +132,27 @@ def query_cmd(services: Any, org_ref: str | None, user: str | None, object_id: s
         for line in to_jsonl(events):
             click.echo(line, nl=False)
     else:
-        _print_table(list(events), limit)
+        _print_table(list(events), limit, org_id)
 
 
-def _print_table(events: list[Any], limit: int | None) -> None:
-    header = f"{'id':>8}  {'when (UTC)':<26} {'user':<28} {'action':<17} {'outcome':<17} " \
+def _print_table(events: list[Any], limit: int | None, org_id: str | None) -> None:
+    """One line per event. Events are named by ``seq`` (their chain's own sequence number),
+    and by chain too when the query spans every chain; the cursor follows the query."""
+    header = f"{'seq':>8}  {'when (UTC)':<26} {'user':<28} {'action':<17} {'outcome':<17} " \
              f"{'status':>6} {'bytes':>10}  {'from':<15} object"
     click.echo(header)
     for e in events:
         who = e.user_email or (str(e.user_id) if e.user_id is not None else "-")
         click.echo(
-            f"{e.id:>8}  {format_time(e.occurred_at):<26} {who[:28]:<28} {e.action:<17} "
+            f"{e.seq:>8}  {format_time(e.occurred_at):<26} {who[:28]:<28} {e.action:<17} "
             f"{e.outcome:<17} {e.http_status if e.http_status is not None else '':>6} "
             f"{e.bytes if e.bytes is not None else '':>10}  {(e.client_addr or '')[:15]:<15} "
             f"{e.object_path or e.object_id or ''}"
+            + ("" if org_id is not None else f"  [chain {e.chain}]")
         )
     click.echo(f"{len(events)} event(s)")
     if limit is not None and len(events) == limit:
-        click.echo(f"more: add --after {events[-1].id}")
+        click.echo(f"more: add --after {cursor_of(events[-1], org_id)}")
 
 
 @audit.command("verify", help="Check the audit chains; exit status 1 names the first bad row.")

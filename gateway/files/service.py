@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..audit import AuditLog
 from ..crypto import envelope
 from ..db.models import EncryptionMode, Organisation, Role, StoredObject, new_id, utcnow
+from ..db.prefix import prefix_condition
 from ..errors import GatewayError
 from ..keys import Keyring
 from ..principal import Actor
@@ -173,9 +174,8 @@ class ObjectService:
         with self.sessions() as s:
             stmt = select(StoredObject).where(StoredObject.org_id == actor.org_id,
                                               StoredObject.deleted_at.is_(None))
-            if prefix:
-                escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                stmt = stmt.where(StoredObject.path.like(escaped + "%", escape="\\"))
+            if prefix:  # exact on every backend (SQLite's LIKE ignores ASCII case)
+                stmt = stmt.where(prefix_condition(StoredObject.path, prefix))
             rows = list(s.scalars(stmt.order_by(StoredObject.path).limit(10_000)))
         self._record(actor, "list", "success", path=prefix or None, status=200,
                      detail={"count": len(rows)})
