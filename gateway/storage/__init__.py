@@ -14,16 +14,18 @@ from .s3 import (
     BPA_RELAXED,
     MAX_PARTS_IN_FLIGHT,
     PART_SIZE,
+    BucketEncryption,
     ObjectStore,
     StoredInfo,
     UploadWriter,
     crc32_b64,
+    ssec_blocked_help,
     ssec_params,
 )
 from .streams import read_ahead
 
 __all__ = [
-    "BPA_RELAXED", "MAX_PARTS_IN_FLIGHT", "PART_SIZE", "ObjectStore", "SseCRefused",
+    "BPA_RELAXED", "BucketEncryption", "MAX_PARTS_IN_FLIGHT", "PART_SIZE", "ObjectStore", "SseCRefused",
     "StorageError", "StorageNotFound", "StoredInfo", "UploadWriter", "crc32_b64",
-    "read_ahead", "ssec_params",
+    "read_ahead", "ssec_blocked_help", "ssec_params",
 ]
