@@ -48,6 +48,7 @@ class Action(str, Enum):
     AUDIT_EXPORT = "audit_export"
     AUDIT_ARCHIVE = "audit_archive"
     AUDIT_VERIFY = "audit_verify"
+    AUDIT_ANCHOR = "audit_anchor"  # chain heads written to the bucket
 
 
 class Outcome(str, Enum):

@@ -68,8 +68,8 @@ def _conditions(
             raise ValueError("an audit query is restricted to one organisation")
     elif org_id == SYSTEM_CHAIN:
         conds.append(AuditEvent.chain == SYSTEM_CHAIN)
-    else:  # an organisation's events are its chain (:meth:`AuditLog.record`)
-        conds.append(AuditEvent.chain == org_id)
+    else:
+        conds.append(AuditEvent.org_id == org_id)
     if user is not None and user != "":
         conds.append(user_condition(user))
     if object_id:

@@ -22,6 +22,7 @@ from ..audit import (
     Outcome,
     archive_key,
     archive_month,
+    bucket_claims,
     cursor_of,
     format_time,
     iter_query,
@@ -34,6 +35,7 @@ from ..audit import (
     user_condition,
     verify,
     verify_archive,
+    write_anchors,
 )
 from ..principal import Actor
 from ._common import CommandError, GatewayGroup, progress, with_services
@@ -155,20 +157,57 @@ def _print_table(events: list[Any], limit: int | None, org_id: str | None) -> No
         click.echo(f"more: add --after {cursor_of(events[-1], org_id)}")
 
 
-@audit.command("verify", help="Check the audit chains; exit status 1 names the first bad row.")
+@audit.command("verify", help="Check the audit chains, and compare them with the heads "
+               "recorded earlier (in the database and in the bucket); exit status 1 names the "
+               "first bad row. When intact, anchors the heads in the bucket.")
 @click.option("--org", "org_ref", metavar="ORG",
               help="Organisation id or name, or 'system'. Default: every chain.")
+@click.option("--no-bucket", is_flag=True,
+              help="Leave the bucket alone: no anchors read or written (a copy of the database "
+                   "older than the bucket's anchors would be reported as rewound).")
 @with_services(require=())
-def verify_cmd(services: Any, org_ref: str | None) -> None:
+def verify_cmd(services: Any, org_ref: str | None, no_bucket: bool) -> None:
+    from ..storage import StorageError
+
     chain, label = _org_chain(services, org_ref)
+    use_bucket = bool(services.settings.s3_bucket) and not no_bucket
+    claims: list[Any] = []
+    bucket_note = "bucket not read (no GATEWAY_S3_BUCKET)" if not no_bucket else \
+        "bucket not read (--no-bucket)"
+    if use_bucket:
+        try:
+            with services.sessions() as session:
+                names = [chain] if chain is not None else _chain_names(session)
+            claims = bucket_claims(services, names)
+        except StorageError as exc:
+            raise CommandError(f"the bucket's anchors cannot be read: {exc}") from None
     with services.sessions() as session:
-        report = verify(session, services.keyring, chain)
+        report = verify(session, services.keyring, chain, claims=claims)
     if report.ok:
         click.echo(f"audit chain intact: {report.rows} rows in {len(report.chains)} chains")
     else:
         for result in report.chains:
             if result.fault is not None:
                 click.echo(f"audit chain altered: {result.fault.message} [{result.fault.reason}]")
+    anchors = [c for c in report.claims if c.source.startswith("bucket anchor")]
+    archives = [c for c in report.claims if c.source.startswith("archive ")]
+    earlier = {c.source for c in report.claims if c.source.startswith("audit_verify")}
+    click.echo(f"compared with: {len(anchors)} bucket anchor(s), {len(archives)} archive(s), "
+               f"{len(earlier)} earlier verification(s)"
+               + ("" if use_bucket else f"; {bucket_note}"))
+    heads = {r.chain: [r.head_seq, _head_hash(services, r.chain)]
+             for r in report.chains if r.ok and r.rows}
+    written = 0
+    if report.ok and use_bucket:
+        try:
+            results = write_anchors(services, list(heads))
+        except StorageError as exc:
+            click.echo(f"gateway: the heads could not be anchored in the bucket: {exc}", err=True)
+            results = []
+        written = sum(r.status == "written" for r in results)
+        click.echo(f"anchored {written} chain head(s) in the bucket"
+                   + (" under Object Lock" if written and services.store.object_lock_enabled()
+                      else ""))
     fault = report.first_fault
     try:
         services.audit.record(
@@ -176,6 +215,8 @@ def verify_cmd(services: Any, org_ref: str | None) -> None:
             outcome=Outcome.SUCCESS if report.ok else Outcome.FAILURE,
             actor=Actor.cli(chain if chain not in (None, SYSTEM_CHAIN) else None, "audit verify"),
             detail={"chains": len(report.chains), "rows": report.rows, "org": label or "all",
+                    "heads": heads if report.ok else {}, "anchors": len(anchors),
+                    "anchored": written,
                     "fault": None if fault is None else {
                         "chain": fault.chain, "seq": fault.seq, "row_id": fault.row_id,
                         "reason": fault.reason}},
@@ -184,6 +225,53 @@ def verify_cmd(services: Any, org_ref: str | None) -> None:
         click.echo("gateway: this verification could not be recorded in the audit log", err=True)
         sys.exit(1)
     if not report.ok:
+        sys.exit(1)
+
+
+def _chain_names(session: Any) -> list[str]:
+    from ..db.models import AuditChainHead
+
+    return list(session.scalars(select(AuditChainHead.chain)))
+
+
+def _head_hash(services: Any, chain: str) -> str | None:
+    """The row_hash of the head the verification ended at (read again: a short query)."""
+    from ..db.models import AuditChainHead
+
+    with services.sessions() as session:
+        return session.scalar(select(AuditChainHead.row_hash)
+                              .where(AuditChainHead.chain == chain))
+
+
+@audit.command("anchor", help="Write each chain's head, signed, to audit-anchors/ in the "
+               "bucket (under Object Lock when the bucket has it). Run it periodically, e.g. "
+               "every 15 minutes from cron; verify compares the chains with the newest anchors.")
+@click.option("--org", "org_ref", metavar="ORG",
+              help="Organisation id or name, or 'system'. Default: every chain.")
+@with_services(require=("GATEWAY_S3_BUCKET",))
+def anchor_cmd(services: Any, org_ref: str | None) -> None:
+    from ..storage import StorageError
+
+    chain, label = _org_chain(services, org_ref)
+    try:
+        results = write_anchors(services, [chain] if chain is not None else None)
+    except StorageError as exc:
+        raise CommandError(f"the heads could not be anchored: {exc}") from None
+    behind = [r for r in results if r.status == "behind"]
+    for r in behind:
+        click.echo(f"audit chain altered: chain {r.chain} ends at seq {r.seq}, its newest "
+                   f"anchor {r.key} holds seq {r.newest_seq} [rewound]")
+    written = sum(r.status == "written" for r in results)
+    click.echo(f"anchored {written} chain head(s), {len(results) - written - len(behind)} "
+               f"unchanged" + (", under Object Lock" if written and
+                               services.store.object_lock_enabled() else ""))
+    _record(services, action=Action.AUDIT_ANCHOR,
+            outcome=Outcome.FAILURE if behind else Outcome.SUCCESS,
+            actor=Actor.cli(chain if chain not in (None, SYSTEM_CHAIN) else None, "audit anchor"),
+            detail={"anchors": {r.chain: r.seq for r in results if r.status == "written"},
+                    "org": label or "all",
+                    "rewound": {r.chain: [r.seq, r.newest_seq] for r in behind}})
+    if behind:
         sys.exit(1)
 
 

@@ -9,6 +9,7 @@ background thread while the next part is being encrypted, downloads come back in
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -380,21 +381,23 @@ class ObjectStore:
         compliance mode (nobody, the account's root included, can delete or overwrite that
         version before then). The bucket must have Object Lock enabled for that."""
         lock: dict[str, Any] = {}
-        if retain_until is not None:
-            lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until}
+        if retain_until is not None:  # S3 wants Content-MD5 (or an SDK checksum) with a lock
+            lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until,
+                    "ContentMD5": base64.b64encode(
+                        hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")}
         self._call("put_object", key=key, Key=key, Body=data, ChecksumCRC32=crc32_b64(data),
                    Metadata=metadata or {}, **lock)
 
     def retention(self, key: str) -> tuple[str, datetime] | None:
-        """``(mode, retain until)`` of the current version of ``key``, or ``None``."""
+        """``(mode, retain until)`` of the current version of ``key``, or ``None`` (from
+        HeadObject, which every S3 with Object Lock answers)."""
         try:
-            resp = self.client.get_object_retention(Bucket=self.bucket, Key=key)
+            resp = self.client.head_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError):
             return None
-        ret = resp.get("Retention") or {}
-        if not ret.get("Mode") or not ret.get("RetainUntilDate"):
+        if not resp.get("ObjectLockMode") or not resp.get("ObjectLockRetainUntilDate"):
             return None
-        return str(ret["Mode"]), ret["RetainUntilDate"]
+        return str(resp["ObjectLockMode"]), resp["ObjectLockRetainUntilDate"]
 
     def first_key(self, prefix: str) -> str | None:
         """The first key under ``prefix`` in S3's (ascending UTF-8) order, or ``None``."""
