@@ -247,3 +247,16 @@ def test_anchors_are_locked_when_the_bucket_has_object_lock(stack: Stack) -> Non
     assert mode == "COMPLIANCE"
     assert until > datetime.now(timezone.utc) + timedelta(days=ANCHOR_RETENTION_DAYS - 2)
     assert write_anchors(stack.services)[0].status == "unchanged"
+
+
+def test_an_organisation_with_a_rotated_key_must_have_a_chain(stack: Stack) -> None:
+    """A rotation is recorded in the organisation's chain; a new organisation's first key
+    version is not an event, and no chain is asked of it."""
+    assert run(stack, "verify", "--no-bucket").exit_code == 0  # three organisations, no events
+    with stack.services.sessions() as s:
+        stack.services.keyring.create_org_key(s, stack.org_ssec)  # a rotation nobody recorded
+        s.commit()
+    result = run(stack, "verify", "--no-bucket")
+    assert result.exit_code == 1
+    assert any(stack.org_ssec in f and "[chain_missing]" in f for f in _faults(result)), \
+        result.output

@@ -8,10 +8,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..db.models import AuditChainHead, AuditEvent, AuditKey, StoredObject
+from ..db.models import (
+    AuditChainHead,
+    AuditEvent,
+    AuditKey,
+    OrgKeyVersion,
+    StoredObject,
+)
 from .chain import GENESIS_HASH, HASHED_FIELDS, row_fields, row_hash
 
 _VERIFY_BATCH = 5000
@@ -148,11 +154,14 @@ def verify(session: Session, keyring: Any, chain: str | None = None, *,
 
 def expected_chains(session: Session) -> set[str]:
     """Chains that must have rows: each with an audit key (created with a chain's first
-    row, in the same transaction), and each organisation with objects (live or deleted: an
-    upload is always recorded)."""
+    row, in the same transaction), each organisation with objects (live or deleted: an
+    upload is always recorded), and each organisation whose key was rotated (a rotation is
+    recorded in its chain; a new organisation's first key version is not an event)."""
     keyed = set(session.scalars(select(AuditKey.chain)))
     with_objects = set(session.scalars(select(StoredObject.org_id).distinct()))
-    return keyed | with_objects
+    rotated = set(session.scalars(select(OrgKeyVersion.org_id).group_by(OrgKeyVersion.org_id)
+                                  .having(func.count() > 1)))
+    return keyed | with_objects | rotated
 
 
 def recorded_claims(session: Session) -> list[Claim]:
