@@ -68,8 +68,13 @@ def _conditions(
             raise ValueError("an audit query is restricted to one organisation")
     elif org_id == SYSTEM_CHAIN:
         conds.append(AuditEvent.chain == SYSTEM_CHAIN)
-    else:
+    elif since is not None or until is not None:
+        # an organisation's events are its chain; named by org_id, the (org_id, occurred_at)
+        # index serves a time range, by chain the (chain, seq) index serves the newest rows
+        # (both conditions at once mislead PostgreSQL's estimates into sorting the chain)
         conds.append(AuditEvent.org_id == org_id)
+    else:
+        conds.append(AuditEvent.chain == org_id)
     if user is not None and user != "":
         conds.append(user_condition(user))
     if object_id:
