@@ -143,9 +143,16 @@ class AuditLog:
         :returns: ``None`` when the chain has no head yet (its first event takes the portable
             path, which creates it).
         """
+        # checked out through SQLAlchemy, so that a database that cannot be reached is
+        # translated as everywhere else (DatabaseUnavailable)
+        with self._engine.connect() as connection:  # type: ignore[union-attr]
+            return self._append_on(connection, chain, fields)
+
+    def _append_on(self, connection: Any, chain: str,
+                   fields: dict[str, object]) -> AuditEvent | None:
         import psycopg
 
-        raw = self._engine.raw_connection()  # type: ignore[union-attr]
+        raw = connection.connection
         event: AuditEvent | None = None
         try:
             conn = raw.driver_connection
@@ -173,9 +180,8 @@ class AuditLog:
                     event = AuditEvent(id=row[0], **values)
             conn.autocommit = False
         except BaseException:
-            raw.invalidate()  # whatever state the connection is in, it is not reused
+            connection.invalidate()  # whatever state it is in, the connection is not reused
             raise
-        raw.close()
         return event
 
 
