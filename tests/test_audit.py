@@ -26,6 +26,7 @@ from gateway.audit import (
     AuditArchiveError,
     AuditLog,
     AuditUnavailable,
+    FilterError,
     Outcome,
     archive_key,
     archive_month,
@@ -561,6 +562,12 @@ def test_query_filters_and_never_leaves_the_organisation(db: Db, log: AuditLog) 
     assert seqs(org_id=ORG_A, object_path="uploads/forms/1/a_*") == [
         (ORG_A, 1), (ORG_A, 2), (ORG_A, 5)]
     assert seqs(org_id=ORG_A, object_path="uploads/*") == [(ORG_A, n) for n in (1, 2, 4, 5)]
+    # a prefix matches exactly, on SQLite as on PostgreSQL: case, "%" and "\\" are characters
+    assert seqs(org_id=ORG_A, object_path="uploads/FORMS/*") == []
+    assert seqs(org_id=ORG_A, object_path="UPLOADS/*") == []
+    assert seqs(org_id=ORG_A, object_path="uploads/%*") == []
+    assert seqs(org_id=ORG_A, object_path="uploads/forms/1\\*") == []
+    assert seqs(org_id=ORG_A, object_path="*") == [(ORG_A, n) for n in (1, 2, 3, 4, 5)]
     assert seqs(org_id=ORG_A, action="view") == [(ORG_A, 2)]
     assert seqs(org_id=ORG_A, action=["view", "denied"]) == [(ORG_A, 2), (ORG_A, 4)]
     assert seqs(org_id=ORG_A, outcome="denied") == [(ORG_A, 4)]
@@ -578,15 +585,15 @@ def test_query_pages_by_keyset(db: Db, log: AuditLog) -> None:
         log.record(action="list", outcome="success", actor=NURSE, nbytes=i)
     with db.sessions() as s:
         first = query_page(s, org_id=ORG_A, limit=3)
-        assert [e.seq for e in first.events] == [1, 2, 3] and first.next == first.events[-1].id
-        second = query_page(s, org_id=ORG_A, limit=3, after_id=first.next)
-        third = query_page(s, org_id=ORG_A, limit=3, after_id=second.next)
+        assert [e.seq for e in first.events] == [1, 2, 3] and first.next == 3
+        second = query_page(s, org_id=ORG_A, limit=3, after=first.next)
+        third = query_page(s, org_id=ORG_A, limit=3, after=second.next)
         assert [e.seq for e in second.events + third.events] == [4, 5, 6, 7]
         assert third.next is None
         exact = query_page(s, org_id=ORG_A, limit=7)
         assert exact.next is None
         newest = query_page(s, org_id=ORG_A, limit=4, descending=True)
-        older = query_page(s, org_id=ORG_A, limit=4, descending=True, after_id=newest.next)
+        older = query_page(s, org_id=ORG_A, limit=4, descending=True, after=newest.next)
         assert [e.seq for e in newest.events + older.events] == [7, 6, 5, 4, 3, 2, 1]
         assert cursor_after(s, org_id=ORG_A, limit=3) == first.next
         assert cursor_after(s, org_id=ORG_A, limit=7) is None
@@ -594,6 +601,30 @@ def test_query_pages_by_keyset(db: Db, log: AuditLog) -> None:
     assert [e.seq for e in every] == [1, 2, 3, 4, 5, 6, 7]
     assert [e.seq for e in iter_query(db.sessions, org_id=ORG_A, batch_size=2, limit=5)] == [
         1, 2, 3, 4, 5]
+
+
+def test_pages_of_one_organisation_count_only_its_own_events(db: Db, log: AuditLog) -> None:
+    """The cursor is the chain's seq: another organisation's events between two of ours change
+    nothing an answer shows (a global row id would count them in its gaps)."""
+    other = Actor(org_id=ORG_B, user_id=9, email="b@example.test", role="staff")
+    for i in range(4):
+        log.record(action="list", outcome="success", actor=NURSE)
+        for _ in range(i * 3):
+            log.record(action="view", outcome="started", actor=other)
+    with db.sessions() as s:
+        first = query_page(s, org_id=ORG_A, limit=2)
+        assert [e.seq for e in first.events] == [1, 2] and first.next == 2
+        rest = query_page(s, org_id=ORG_A, limit=2, after=first.next)
+        assert [e.seq for e in rest.events] == [3, 4] and rest.next is None
+        # an operator's query across every chain pages on the row id
+        everything = query_page(s, org_id=None, all_orgs=True, limit=3)
+        assert everything.next == everything.events[-1].id
+        with pytest.raises(FilterError):
+            query(s, org_id=ORG_A, after=2**63)
+        with pytest.raises(FilterError):
+            query(s, org_id=ORG_A, user=2**31)
+        with pytest.raises(FilterError):
+            query(s, org_id=ORG_A, user="99999999999999999999999")
 
 
 # --------------------------------------------------------------------------------------------
@@ -804,7 +835,7 @@ def test_api_filters_pages_and_exports(client: Any, sqlite_stack: Any) -> None:
     assert "attachment" in exported.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert [r["object_id"] for r in rows] == ["obj0", "obj1"]  # exports run oldest first
-    assert exported.headers["X-Next-Cursor"] == rows[-1]["id"]
+    assert exported.headers["X-Next-Cursor"] == rows[-1]["seq"]
     lines = _get(client, stack, "admin1",
                  "/api/v1/audit?format=jsonl&action=view").get_data(as_text=True).splitlines()
     assert [json.loads(line)["object_id"] for line in lines] == ["obj0", "obj1", "obj2"]
@@ -816,6 +847,44 @@ def test_api_filters_pages_and_exports(client: Any, sqlite_stack: Any) -> None:
         resp = _get(client, stack, "auditor1", f"/api/v1/audit?{bad}")
         assert resp.status_code == 400, bad
         assert resp.get_json()["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("url", [
+    "/api/v1/audit?until=9999-12-31",
+    "/api/v1/audit?since=9999-12-31T23:59:59-14:00",
+    "/api/v1/audit?since=0001-01-01T00:00:00%2B14:00",
+    "/api/v1/audit?until=0001-01-01T05:00:00%2B14:00&format=csv",
+    "/api/v1/audit?after=9223372036854775808",
+    "/api/v1/audit?after=" + "9" * 5000,
+    "/api/v1/audit?user=9223372036854775808",
+    "/api/v1/audit?user=2147483648&format=jsonl",
+    "/api/v1/audit?user=%EF%BC%91",  # a fullwidth digit is no user id
+    "/api/v1/audit/users/9223372036854775808",
+    "/api/v1/audit/users/2147483648",
+    "/api/v1/audit/users/-1",
+    "/api/v1/audit/objects/x?until=9999-12-31",
+])
+def test_api_refuses_filters_beyond_the_columns_and_the_calendar(client: Any, sqlite_stack: Any,
+                                                                   url: str) -> None:
+    resp = _get(client, sqlite_stack, "auditor1", url)
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["error"]["code"] == "bad_request"
+
+
+def test_api_answers_name_events_by_their_chain_and_seq_only(client: Any,
+                                                             sqlite_stack: Any) -> None:
+    """No global row id leaves the gateway: its gaps count other organisations' events."""
+    stack = sqlite_stack
+    _seed_http(stack)
+    events = _get(client, stack, "auditor1", "/api/v1/audit?order=asc").get_json()["events"]
+    assert events and all("id" not in e for e in events)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    header = _get(client, stack, "auditor1", "/api/v1/audit?format=csv").get_data(
+        as_text=True).splitlines()[0].split(",")
+    assert "id" not in header and header[:2] == ["chain", "seq"]
+    line = _get(client, stack, "auditor1", "/api/v1/audit?format=jsonl").get_data(
+        as_text=True).splitlines()[0]
+    assert "id" not in json.loads(line)
 
 
 def test_api_serves_nothing_when_the_audit_log_is_down(client: Any, sqlite_stack: Any,

@@ -23,12 +23,12 @@ from ..crypto import envelope
 from ..db.models import AuditEvent, utcnow
 from ..principal import Actor
 from ..storage import ObjectStore, StorageNotFound
-from .chain import canonical_json, row_fields, row_hash
+from .chain import ARCHIVE_FIELDS, canonical_json, row_fields, row_hash
 from .events import Action, AuditArchiveError, AuditUnavailable, Outcome
 from .exports import event_to_dict
 from .log import AuditLog
 from .queries import parse_time
-from .verification import CHAIN_COLUMNS, REASONS
+from .verification import CHAIN_COLUMNS, REASONS, Claim
 
 ARCHIVE_PREFIX = "audit-archive"
 ARCHIVE_FORMAT = "gateway-audit-archive-v1"
@@ -144,7 +144,8 @@ def archive_month(services: ArchiveServices, org_id: str, year: int, month: int,
         action=Action.AUDIT_ARCHIVE, outcome=Outcome.COMPLETED, actor=actor, org_id=org_id,
         nbytes=result.nbytes,
         detail={"month": month_text, "key": key, "status": result.status, "rows": result.rows,
-                "first_seq": result.first_seq, "last_seq": result.last_seq},
+                "first_seq": result.first_seq, "last_seq": result.last_seq,
+                "last_row_hash": result.last_row_hash},
     )
     return result
 
@@ -163,7 +164,8 @@ def _write_archive(services: ArchiveServices, org_id: str, year: int, month: int
                 raise AuditArchiveError(
                     f"row seq {row.seq} (id {row.id}) of {org_id} fails its hash; "
                     "run `gateway audit verify` before archiving")
-            gz.write(canonical_json(event_to_dict(row, raw_detail=True)).encode("utf-8") + b"\n")
+            gz.write(canonical_json(event_to_dict(row, raw_detail=True,
+                                                  fields=ARCHIVE_FIELDS)).encode("utf-8") + b"\n")
             if result.first_seq is None:
                 result.first_seq = row.seq
             result.last_seq, result.last_row_hash = row.seq, row.row_hash
@@ -208,6 +210,23 @@ def _write_archive(services: ArchiveServices, org_id: str, year: int, month: int
     })
     result.nbytes = len(ciphertext)
     return result
+
+
+def archive_claim(services: ArchiveServices, org_id: str) -> Claim | None:
+    """The last row of the organisation's newest archive, from its S3 metadata (``None``
+    without archives). Read in the bucket, it is an anchor the database cannot rewind."""
+    prefix = f"{ARCHIVE_PREFIX}/{org_id}/"
+    keys = [key for key, _size in services.store.list_keys(prefix) if key.endswith(".jsonl.gz")]
+    if not keys:
+        return None
+    newest = max(keys)
+    meta = _metadata(services.store.head(newest))
+    try:
+        seq = int(meta["last-seq"])
+    except (KeyError, ValueError):
+        return Claim(org_id, 0, None, f"archive {newest}",
+                     problem=f"{newest} has no readable last-seq in its metadata")
+    return Claim(org_id, seq, meta.get("last-row-hash") or None, f"archive {newest}")
 
 
 def _metadata(info: Any) -> dict[str, str]:

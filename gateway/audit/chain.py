@@ -21,8 +21,13 @@ HASHED_FIELDS: tuple[str, ...] = (
     "object_id", "object_path", "outcome", "http_status", "bytes", "client_addr", "user_agent",
     "request_id", "detail",
 )
-#: The columns of an exported event, in order (CSV header, JSON keys, archive lines).
-EXPORT_FIELDS: tuple[str, ...] = ("id", *HASHED_FIELDS, "prev_hash", "row_hash")
+#: The columns of an exported event, in order (CSV header, JSON keys). An event is named by
+#: its ``chain`` and ``seq``; the database's global row id, whose gaps would count other
+#: organisations' events, is never part of an answer.
+EXPORT_FIELDS: tuple[str, ...] = (*HASHED_FIELDS, "prev_hash", "row_hash")
+#: The columns of an archived event (archives stay in the bucket; the row id lets
+#: ``verify-archive`` match each line with its database row).
+ARCHIVE_FIELDS: tuple[str, ...] = ("id", *EXPORT_FIELDS)
 
 _NULL = b"\xff\xff\xff\xff"
 

@@ -58,6 +58,7 @@ class Action(str, Enum):
     UPLOAD_PATCH = "upload_patch"  # bytes added to it (offset from/to), or refused
     UPLOAD_TERMINATE = "upload_terminate"  # the uploader abandoned it (tus DELETE)
     UPLOAD_EXPIRE = "upload_expire"  # it expired unfinished; everything stored for it deleted
+    AUDIT_ANCHOR = "audit_anchor"  # chain heads written to the bucket
 
 
 class Outcome(str, Enum):

@@ -9,14 +9,15 @@ from typing import Any, Iterable, Iterator
 from .chain import EXPORT_FIELDS, format_time
 
 
-def event_to_dict(event: Any, *, raw_detail: bool = False) -> dict[str, Any]:
-    """An event as exported: :data:`EXPORT_FIELDS`, times in ISO 8601 UTC.
+def event_to_dict(event: Any, *, raw_detail: bool = False,
+                  fields: tuple[str, ...] = EXPORT_FIELDS) -> dict[str, Any]:
+    """An event as exported: :data:`EXPORT_FIELDS` (or ``fields``), times in ISO 8601 UTC.
 
     ``detail`` is the decoded JSON object, or with ``raw_detail`` the stored text (what the
     hash covers; archives keep it).
     """
     out: dict[str, Any] = {}
-    for name in EXPORT_FIELDS:
+    for name in fields:
         value = getattr(event, name)
         if name == "occurred_at":
             value = format_time(value)

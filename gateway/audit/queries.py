@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db.models import AuditEvent
+from ..db.prefix import prefix_condition
 from .events import SYSTEM_CHAIN, Action, FilterError, Outcome
 
 
@@ -22,13 +23,35 @@ def _as_values(value: Any, enum: type[Enum]) -> list[str] | None:
     return [enum(v).value for v in items]
 
 
+#: The largest user id (the column is a 32-bit integer on every backend).
+MAX_USER_ID = 2**31 - 1
+#: The largest cursor (a sequence number or row id: 64-bit integers).
+MAX_CURSOR = 2**63 - 1
+
+
+def _user_id(value: int) -> int:
+    if not 0 <= value <= MAX_USER_ID:
+        raise FilterError(f"user id must be between 0 and {MAX_USER_ID}")
+    return value
+
+
+def check_cursor(value: int | None) -> int | None:
+    """A paging cursor within the column's range. :raises FilterError: otherwise."""
+    if value is not None and not 0 <= value <= MAX_CURSOR:
+        raise FilterError(f"after must be between 0 and {MAX_CURSOR}")
+    return value
+
+
 def user_condition(user: str | int) -> ColumnElement[bool]:
-    """A user given as an id (``42`` or ``"42"``) or an e-mail address (case-insensitive)."""
+    """A user given as an id (``42`` or ``"42"``) or an e-mail address (case-insensitive).
+
+    :raises FilterError: for anything else, or an id out of the column's range.
+    """
     if isinstance(user, int) and not isinstance(user, bool):
-        return AuditEvent.user_id == user
+        return AuditEvent.user_id == _user_id(user)
     text = str(user).strip()
-    if text.isdigit():
-        return AuditEvent.user_id == int(text)
+    if text.isascii() and text.isdigit():
+        return AuditEvent.user_id == _user_id(int(text))
     if "@" in text:
         return func.lower(AuditEvent.user_email) == text.lower()
     raise FilterError(f"user must be a user id or an e-mail address, not {user!r}")
@@ -45,16 +68,20 @@ def _conditions(
             raise ValueError("an audit query is restricted to one organisation")
     elif org_id == SYSTEM_CHAIN:
         conds.append(AuditEvent.chain == SYSTEM_CHAIN)
-    else:
+    elif since is not None or until is not None:
+        # an organisation's events are its chain; named by org_id, the (org_id, occurred_at)
+        # index serves a time range, by chain the (chain, seq) index serves the newest rows
+        # (both conditions at once mislead PostgreSQL's estimates into sorting the chain)
         conds.append(AuditEvent.org_id == org_id)
+    else:
+        conds.append(AuditEvent.chain == org_id)
     if user is not None and user != "":
         conds.append(user_condition(user))
     if object_id:
         conds.append(AuditEvent.object_id == object_id)
     if object_path:
         if object_path.endswith("*"):
-            prefix = object_path[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(AuditEvent.object_path.like(prefix + "%", escape="\\"))
+            conds.append(prefix_condition(AuditEvent.object_path, object_path[:-1]))
         else:
             conds.append(AuditEvent.object_path == object_path)
     actions = _as_values(action, Action)
@@ -73,6 +100,20 @@ def _conditions(
     return conds
 
 
+def _cursor_column(org_id: str | None) -> Any:
+    """What a page is keyed on: the chain's ``seq`` for one organisation (numbers that count
+    only its own events), the global row ``id`` for an operator's query across every chain."""
+    return AuditEvent.id if org_id is None else AuditEvent.seq
+
+
+def _keyed(conds: list[ColumnElement[bool]], org_id: str | None, after: int | None,
+           descending: bool) -> tuple[list[ColumnElement[bool]], Any]:
+    column = _cursor_column(org_id)
+    if check_cursor(after) is not None:
+        conds = [*conds, column < after if descending else column > after]
+    return conds, column.desc() if descending else column
+
+
 def query(
     session: Session,
     *,
@@ -85,7 +126,7 @@ def query(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
-    after_id: int | None = None,
+    after: int | None = None,
     descending: bool = False,
     all_orgs: bool = False,
 ) -> list[AuditEvent]:
@@ -97,8 +138,9 @@ def query(
     :param user: a user id or e-mail address.
     :param object_path: an exact path, or a prefix ending in ``*``.
     :param since: inclusive; ``until``: exclusive. Timezone-aware.
-    :param after_id: keyset cursor: the last id of the previous page.
-    :raises FilterError: for an unknown action, outcome or user form.
+    :param after: keyset cursor: the last ``seq`` of the previous page (the last row ``id``
+        for a query of every organisation).
+    :raises FilterError: for an unknown action, outcome or user form, or a cursor out of range.
     :raises ValueError: for a missing org or naive times (the caller's mistake).
     """
     if limit < 1:
@@ -106,54 +148,56 @@ def query(
     conds = _conditions(org_id=org_id, all_orgs=all_orgs, user=user, object_id=object_id,
                         object_path=object_path, action=action, outcome=outcome, since=since,
                         until=until)
-    if after_id is not None:
-        conds.append(AuditEvent.id < after_id if descending else AuditEvent.id > after_id)
-    order = AuditEvent.id.desc() if descending else AuditEvent.id
+    conds, order = _keyed(conds, org_id, after, descending)
     return list(session.scalars(select(AuditEvent).where(*conds).order_by(order).limit(limit)))
 
 
-def cursor_after(session: Session, *, limit: int, after_id: int | None = None,
+def cursor_of(event: AuditEvent, org_id: str | None) -> int:
+    """The cursor that follows ``event`` in a query of ``org_id`` (see :func:`query`)."""
+    return event.id if org_id is None else event.seq
+
+
+def cursor_after(session: Session, *, limit: int, after: int | None = None,
                  descending: bool = False, all_orgs: bool = False, **filters: Any) -> int | None:
     """The cursor that follows a page of ``limit`` events, or None when no event follows it.
 
-    Asks for ids only, so that an export can send it as a header before streaming the page.
+    Asks for cursors only, so that an export can send it as a header before streaming the page.
     """
     conds = _conditions(all_orgs=all_orgs, **filters)
-    if after_id is not None:
-        conds.append(AuditEvent.id < after_id if descending else AuditEvent.id > after_id)
-    order = AuditEvent.id.desc() if descending else AuditEvent.id
-    ids = list(session.scalars(select(AuditEvent.id).where(*conds).order_by(order)
-                               .offset(limit - 1).limit(2)))
-    return ids[0] if len(ids) == 2 else None
+    conds, order = _keyed(conds, filters.get("org_id"), after, descending)
+    column = _cursor_column(filters.get("org_id"))
+    keys = list(session.scalars(select(column).where(*conds).order_by(order)
+                                .offset(limit - 1).limit(2)))
+    return keys[0] if len(keys) == 2 else None
 
 
 @dataclass
 class Page:
     events: list[AuditEvent]
-    next: int | None  # cursor (``after_id``) of the next page, None on the last page
+    next: int | None  # cursor (``after``) of the next page, None on the last page
 
 
 def query_page(session: Session, *, limit: int = 100, **filters: Any) -> Page:
     """:func:`query`, plus the cursor of the next page (``None`` when this one is the last)."""
     rows = query(session, limit=limit + 1, **filters)
     if len(rows) > limit:
-        return Page(rows[:limit], rows[limit - 1].id)
+        return Page(rows[:limit], cursor_of(rows[limit - 1], filters.get("org_id")))
     return Page(rows, None)
 
 
 def iter_query(sessions: sessionmaker[Session], *, limit: int | None = None,
                batch_size: int = 1000, **filters: Any) -> Iterator[AuditEvent]:
     """Every matching event (up to ``limit``), read in keyset batches, one session per batch."""
-    after = filters.pop("after_id", None)
+    after = filters.pop("after", None)
     remaining = limit
     while remaining is None or remaining > 0:
         size = batch_size if remaining is None else min(batch_size, remaining)
         with sessions() as session:
-            rows = query(session, limit=size, after_id=after, **filters)
+            rows = query(session, limit=size, after=after, **filters)
         yield from rows
         if len(rows) < size:
             return
-        after = rows[-1].id
+        after = cursor_of(rows[-1], filters.get("org_id"))
         if remaining is not None:
             remaining -= len(rows)
 
@@ -179,13 +223,15 @@ def parse_time(value: str, *, end: bool = False) -> datetime:
                 day += timedelta(days=1)
             return datetime.combine(day, time.min, tzinfo=timezone.utc)
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # the calendar's edges: 9999-12-31 + 1 day, year 1 at +14:00
+        raise FilterError(f"{value!r} is outside the calendar (years 1 to 9999 in UTC)") from None
     except ValueError:
         raise FilterError(
             f"{value!r} is not a date: use YYYY-MM-DD or ISO 8601 such as 2026-11-25T14:30:00Z"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def parse_action(value: str) -> list[str]:

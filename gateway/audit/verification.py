@@ -1,14 +1,23 @@
-"""Verifying the audit chains: every row against its keyed hash, its predecessor and the head."""
+"""Verifying the audit chains: every row against its keyed hash, its predecessor and the head;
+every chain against what was recorded of it earlier (claims); every organisation that should
+have a chain against the chains there are."""
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..db.models import AuditChainHead, AuditEvent
+from ..db.models import (
+    AuditChainHead,
+    AuditEvent,
+    AuditKey,
+    OrgKeyVersion,
+    StoredObject,
+)
 from .chain import GENESIS_HASH, HASHED_FIELDS, row_fields, row_hash
 
 _VERIFY_BATCH = 5000
@@ -34,7 +43,32 @@ REASONS = {
     "head_mismatch": "chain head does not match the last row (tail deleted or head edited)",
     "head_missing": "rows without a chain head (head deleted)",
     "beyond_head": "rows past the chain head (appended behind the head's back)",
+    "chain_missing": "no rows for a chain that must exist (the chain was deleted)",
+    "rewound": "the chain ends before a head recorded earlier (newest rows deleted, head "
+               "moved back)",
+    "anchor_mismatch": "the row at a recorded head differs from the record (rows replaced)",
+    "anchor_invalid": "a head record outside the database fails its check (forged or altered)",
 }
+
+#: how many of the newest ``audit_verify`` rows are read for the heads they recorded
+RECORDED_VERIFICATIONS = 20
+#: how many of the newest ``audit_archive`` rows are read for the last rows they archived
+RECORDED_ARCHIVES = 200
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A chain held at least ``seq`` rows, row ``seq`` hashing to ``row_hash`` (``None``:
+    not recorded): an earlier verification, an archive, or an anchor in the bucket says so.
+
+    ``problem``: the record itself failed its check (a forged or altered anchor).
+    """
+
+    chain: str
+    seq: int
+    row_hash: str | None
+    source: str
+    problem: str | None = None
 
 
 @dataclass
@@ -52,6 +86,8 @@ class ChainResult:
 @dataclass
 class VerifyReport:
     chains: list[ChainResult] = field(default_factory=list)
+    #: the claims the chains were compared with, and where they came from
+    claims: list[Claim] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -70,28 +106,131 @@ CHAIN_COLUMNS = [AuditEvent.__table__.c[name] for name in ("id", *HASHED_FIELDS,
                                                            "prev_hash", "row_hash")]
 
 
-def verify(session: Session, keyring: Any, chain: str | None = None) -> VerifyReport:
-    """Check every row of one chain (or of all chains) against its keyed hash and order.
+def verify(session: Session, keyring: Any, chain: str | None = None, *,
+           claims: Iterable[Claim] = ()) -> VerifyReport:
+    """Check every row of one chain (or of all chains) against its keyed hash and order, and
+    each chain against what was recorded of it before.
 
     Needs only the database (a copy will do) and the keyring. Reads in batches and ends the
     session's transaction between them (on SQLite every transaction holds the write lock), so
     pass a session with no pending changes. Rows appended while it runs are checked too, or
     ignored when they come after the head read at the end.
 
-    Stops each chain at its first bad row; ``report.first_fault`` names it.
+    Besides the rows: every chain that must exist (one with an audit key, an organisation
+    with objects, a chain some claim names) must have rows (``chain_missing``), and no chain
+    may end before, or differ at, a head recorded earlier (``rewound``, ``anchor_mismatch``):
+    the heads that the newest ``audit_verify`` rows recorded, the last rows that
+    ``audit_archive`` rows archived, and ``claims`` from outside the database (the bucket's
+    anchors and archives, :func:`gateway.audit.anchors.bucket_claims`).
+
+    Stops each chain at its first fault; ``report.first_fault`` names it.
     """
+    outside = list(claims)
+    recorded = recorded_claims(session)
+    expected = expected_chains(session) | {c.chain for c in outside} | \
+        {c.chain for c in recorded}
     if chain is not None:
         chains = [chain]
     else:
         chains = sorted(
             set(session.scalars(select(AuditEvent.chain).distinct()))
             | set(session.scalars(select(AuditChainHead.chain)))
+            | expected
         )
-        session.commit()
+    session.commit()
     report = VerifyReport()
+    by_chain: dict[str, list[Claim]] = {}
+    for claim in [*recorded, *outside]:
+        if chain is None or claim.chain == chain:
+            by_chain.setdefault(claim.chain, []).append(claim)
+            report.claims.append(claim)
     for name in chains:
-        report.chains.append(_verify_chain(session, keyring, name))
+        result = _verify_chain(session, keyring, name)
+        if result.ok:
+            _check_claims(session, result, by_chain.get(name, []), name in expected)
+        report.chains.append(result)
     return report
+
+
+def expected_chains(session: Session) -> set[str]:
+    """Chains that must have rows: each with an audit key (created with a chain's first
+    row, in the same transaction), each organisation with objects (live or deleted: an
+    upload is always recorded), and each organisation whose key was rotated (a rotation is
+    recorded in its chain; a new organisation's first key version is not an event)."""
+    keyed = set(session.scalars(select(AuditKey.chain)))
+    with_objects = set(session.scalars(select(StoredObject.org_id).distinct()))
+    rotated = set(session.scalars(select(OrgKeyVersion.org_id).group_by(OrgKeyVersion.org_id)
+                                  .having(func.count() > 1)))
+    return keyed | with_objects | rotated
+
+
+def recorded_claims(session: Session) -> list[Claim]:
+    """The heads recorded in the database by the newest successful ``audit_verify`` rows
+    (``detail.heads``) and the last rows of the newest ``audit_archive`` rows."""
+    claims: list[Claim] = []
+    rows = session.execute(
+        select(AuditEvent.chain, AuditEvent.seq, AuditEvent.detail)
+        .where(AuditEvent.action == "audit_verify", AuditEvent.outcome == "success")
+        .order_by(AuditEvent.id.desc()).limit(RECORDED_VERIFICATIONS)).all()
+    for chain, seq, detail in rows:
+        heads = _json(detail).get("heads")
+        if isinstance(heads, dict):
+            for name, head in heads.items():
+                if isinstance(head, list) and len(head) == 2 and isinstance(head[0], int):
+                    claims.append(Claim(str(name), head[0], str(head[1]),
+                                        f"audit_verify row seq {seq} of chain {chain}"))
+    rows = session.execute(
+        select(AuditEvent.chain, AuditEvent.seq, AuditEvent.detail)
+        .where(AuditEvent.action == "audit_archive", AuditEvent.outcome == "completed")
+        .order_by(AuditEvent.id.desc()).limit(RECORDED_ARCHIVES)).all()
+    for chain, seq, detail in rows:
+        data = _json(detail)
+        if isinstance(data.get("last_seq"), int):
+            claims.append(Claim(chain, data["last_seq"], data.get("last_row_hash"),
+                                f"audit_archive row seq {seq} ({data.get('key')})"))
+    return claims
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _check_claims(session: Session, result: ChainResult, claims: list[Claim],
+                  expected: bool) -> None:
+    """Compare a chain whose rows verified with what was recorded of it."""
+    chain = result.chain
+    last = result.rows  # rows verified 1..last without a gap
+
+    def fault(reason: str, seq: int | None, detail: str) -> None:
+        message = f"chain {chain}, seq {seq}: {REASONS[reason]} ({detail})"
+        result.fault = ChainFault(chain, seq, None, reason, message)
+
+    for claim in claims:
+        if claim.problem is not None:
+            return fault("anchor_invalid", None, claim.problem)
+    if last == 0 and (expected or claims):
+        return fault("chain_missing", None, "no rows and no head, but " + (
+            claims[0].source + " names it" if claims else
+            "it has an audit key or objects"))
+    strongest = max(claims, key=lambda c: c.seq, default=None)
+    if strongest is not None and strongest.seq > last:
+        return fault("rewound", last + 1, f"the rows end at seq {last}, {strongest.source} "
+                     f"recorded seq {strongest.seq}")
+    hashed = [c for c in claims if c.row_hash and 0 < c.seq <= last]
+    if not hashed:
+        return None
+    stored = dict(session.execute(select(AuditEvent.seq, AuditEvent.row_hash).where(
+        AuditEvent.chain == chain, AuditEvent.seq.in_({c.seq for c in hashed}))).all())
+    session.commit()
+    for claim in sorted(hashed, key=lambda c: c.seq):
+        if stored.get(claim.seq) != claim.row_hash:
+            return fault("anchor_mismatch", claim.seq, f"{claim.source} recorded another "
+                         "row_hash for this seq")
+    return None
 
 
 def _head(session: Session, chain: str) -> tuple[int, str] | None:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from ..accounts import find_org
 from ..audit import (
+    MAX_CURSOR,
     SYSTEM_CHAIN,
     Action,
     AuditArchiveError,
@@ -21,6 +22,8 @@ from ..audit import (
     Outcome,
     archive_key,
     archive_month,
+    bucket_claims,
+    cursor_of,
     format_time,
     iter_query,
     parse_action,
@@ -32,6 +35,7 @@ from ..audit import (
     user_condition,
     verify,
     verify_archive,
+    write_anchors,
 )
 from ..principal import Actor
 from ._common import CommandError, GatewayGroup, progress, with_services
@@ -89,8 +93,9 @@ def _record(services: Any, **kwargs: Any) -> None:
               help="Before this time (exclusive); a date alone includes that whole day.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help=f"At most N events (default {TABLE_LIMIT} for the table, all for csv/jsonl).")
-@click.option("--after", type=click.IntRange(min=0), default=None, metavar="ID",
-              help="Only events with an id above ID (the cursor the table prints).")
+@click.option("--after", type=click.IntRange(min=0, max=MAX_CURSOR), default=None, metavar="SEQ",
+              help="Only events after SEQ, the organisation's own sequence number (the cursor "
+                   "the table prints); with no --org, the row id across every chain.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table",
               show_default=True)
 @with_services(require=())
@@ -121,7 +126,7 @@ def query_cmd(services: Any, org_ref: str | None, user: str | None, object_id: s
             detail={"org": label or "all", "filters": shown, "limit": limit, "after": after,
                     "format": fmt})
     events = iter_query(services.sessions, org_id=org_id, all_orgs=org_id is None,
-                        limit=limit, after_id=after, **filters)
+                        limit=limit, after=after, **filters)
     if fmt == "csv":
         for line in to_csv(events):
             click.echo(line, nl=False)
@@ -129,40 +134,80 @@ def query_cmd(services: Any, org_ref: str | None, user: str | None, object_id: s
         for line in to_jsonl(events):
             click.echo(line, nl=False)
     else:
-        _print_table(list(events), limit)
+        _print_table(list(events), limit, org_id)
 
 
-def _print_table(events: list[Any], limit: int | None) -> None:
-    header = f"{'id':>8}  {'when (UTC)':<26} {'user':<28} {'action':<17} {'outcome':<17} " \
+def _print_table(events: list[Any], limit: int | None, org_id: str | None) -> None:
+    """One line per event. Events are named by ``seq`` (their chain's own sequence number),
+    and by chain too when the query spans every chain; the cursor follows the query."""
+    header = f"{'seq':>8}  {'when (UTC)':<26} {'user':<28} {'action':<17} {'outcome':<17} " \
              f"{'status':>6} {'bytes':>10}  {'from':<15} object"
     click.echo(header)
     for e in events:
         who = e.user_email or (str(e.user_id) if e.user_id is not None else "-")
         click.echo(
-            f"{e.id:>8}  {format_time(e.occurred_at):<26} {who[:28]:<28} {e.action:<17} "
+            f"{e.seq:>8}  {format_time(e.occurred_at):<26} {who[:28]:<28} {e.action:<17} "
             f"{e.outcome:<17} {e.http_status if e.http_status is not None else '':>6} "
             f"{e.bytes if e.bytes is not None else '':>10}  {(e.client_addr or '')[:15]:<15} "
             f"{e.object_path or e.object_id or ''}"
+            + ("" if org_id is not None else f"  [chain {e.chain}]")
         )
     click.echo(f"{len(events)} event(s)")
     if limit is not None and len(events) == limit:
-        click.echo(f"more: add --after {events[-1].id}")
+        click.echo(f"more: add --after {cursor_of(events[-1], org_id)}")
 
 
-@audit.command("verify", help="Check the audit chains; exit status 1 names the first bad row.")
+@audit.command("verify", help="Check the audit chains, and compare them with the heads "
+               "recorded earlier (in the database and in the bucket); exit status 1 names the "
+               "first bad row. When intact, anchors the heads in the bucket.")
 @click.option("--org", "org_ref", metavar="ORG",
               help="Organisation id or name, or 'system'. Default: every chain.")
+@click.option("--no-bucket", is_flag=True,
+              help="Leave the bucket alone: no anchors read or written (a copy of the database "
+                   "older than the bucket's anchors would be reported as rewound).")
 @with_services(require=())
-def verify_cmd(services: Any, org_ref: str | None) -> None:
+def verify_cmd(services: Any, org_ref: str | None, no_bucket: bool) -> None:
+    from ..storage import StorageError
+
     chain, label = _org_chain(services, org_ref)
+    use_bucket = bool(services.settings.s3_bucket) and not no_bucket
+    claims: list[Any] = []
+    bucket_note = "bucket not read (no GATEWAY_S3_BUCKET)" if not no_bucket else \
+        "bucket not read (--no-bucket)"
+    if use_bucket:
+        try:
+            with services.sessions() as session:
+                names = [chain] if chain is not None else _chain_names(session)
+            claims = bucket_claims(services, names)
+        except StorageError as exc:
+            raise CommandError(f"the bucket's anchors cannot be read: {exc}") from None
     with services.sessions() as session:
-        report = verify(session, services.keyring, chain)
+        report = verify(session, services.keyring, chain, claims=claims)
     if report.ok:
         click.echo(f"audit chain intact: {report.rows} rows in {len(report.chains)} chains")
     else:
         for result in report.chains:
             if result.fault is not None:
                 click.echo(f"audit chain altered: {result.fault.message} [{result.fault.reason}]")
+    anchors = [c for c in report.claims if c.source.startswith("bucket anchor")]
+    archives = [c for c in report.claims if c.source.startswith("archive ")]
+    earlier = {c.source for c in report.claims if c.source.startswith("audit_verify")}
+    click.echo(f"compared with: {len(anchors)} bucket anchor(s), {len(archives)} archive(s), "
+               f"{len(earlier)} earlier verification(s)"
+               + ("" if use_bucket else f"; {bucket_note}"))
+    heads = {r.chain: [r.head_seq, _head_hash(services, r.chain)]
+             for r in report.chains if r.ok and r.rows}
+    written = 0
+    if report.ok and use_bucket:
+        try:
+            results = write_anchors(services, list(heads))
+        except StorageError as exc:
+            click.echo(f"gateway: the heads could not be anchored in the bucket: {exc}", err=True)
+            results = []
+        written = sum(r.status == "written" for r in results)
+        click.echo(f"anchored {written} chain head(s) in the bucket"
+                   + (" under Object Lock" if written and services.store.object_lock_enabled()
+                      else ""))
     fault = report.first_fault
     try:
         services.audit.record(
@@ -170,6 +215,8 @@ def verify_cmd(services: Any, org_ref: str | None) -> None:
             outcome=Outcome.SUCCESS if report.ok else Outcome.FAILURE,
             actor=Actor.cli(chain if chain not in (None, SYSTEM_CHAIN) else None, "audit verify"),
             detail={"chains": len(report.chains), "rows": report.rows, "org": label or "all",
+                    "heads": heads if report.ok else {}, "anchors": len(anchors),
+                    "anchored": written,
                     "fault": None if fault is None else {
                         "chain": fault.chain, "seq": fault.seq, "row_id": fault.row_id,
                         "reason": fault.reason}},
@@ -178,6 +225,53 @@ def verify_cmd(services: Any, org_ref: str | None) -> None:
         click.echo("gateway: this verification could not be recorded in the audit log", err=True)
         sys.exit(1)
     if not report.ok:
+        sys.exit(1)
+
+
+def _chain_names(session: Any) -> list[str]:
+    from ..db.models import AuditChainHead
+
+    return list(session.scalars(select(AuditChainHead.chain)))
+
+
+def _head_hash(services: Any, chain: str) -> str | None:
+    """The row_hash of the head the verification ended at (read again: a short query)."""
+    from ..db.models import AuditChainHead
+
+    with services.sessions() as session:
+        return session.scalar(select(AuditChainHead.row_hash)
+                              .where(AuditChainHead.chain == chain))
+
+
+@audit.command("anchor", help="Write each chain's head, signed, to audit-anchors/ in the "
+               "bucket (under Object Lock when the bucket has it). Run it periodically, e.g. "
+               "every 15 minutes from cron; verify compares the chains with the newest anchors.")
+@click.option("--org", "org_ref", metavar="ORG",
+              help="Organisation id or name, or 'system'. Default: every chain.")
+@with_services(require=("GATEWAY_S3_BUCKET",))
+def anchor_cmd(services: Any, org_ref: str | None) -> None:
+    from ..storage import StorageError
+
+    chain, label = _org_chain(services, org_ref)
+    try:
+        results = write_anchors(services, [chain] if chain is not None else None)
+    except StorageError as exc:
+        raise CommandError(f"the heads could not be anchored: {exc}") from None
+    behind = [r for r in results if r.status == "behind"]
+    for r in behind:
+        click.echo(f"audit chain altered: chain {r.chain} ends at seq {r.seq}, its newest "
+                   f"anchor {r.key} holds seq {r.newest_seq} [rewound]")
+    written = sum(r.status == "written" for r in results)
+    click.echo(f"anchored {written} chain head(s), {len(results) - written - len(behind)} "
+               f"unchanged" + (", under Object Lock" if written and
+                               services.store.object_lock_enabled() else ""))
+    _record(services, action=Action.AUDIT_ANCHOR,
+            outcome=Outcome.FAILURE if behind else Outcome.SUCCESS,
+            actor=Actor.cli(chain if chain not in (None, SYSTEM_CHAIN) else None, "audit anchor"),
+            detail={"anchors": {r.chain: r.seq for r in results if r.status == "written"},
+                    "org": label or "all",
+                    "rewound": {r.chain: [r.seq, r.newest_seq] for r in behind}})
+    if behind:
         sys.exit(1)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 from sqlalchemy import select
 
-from ..db.models import StoredObject
-from ._common import GatewayGroup, progress, with_services
+from ..db.models import EncryptionMode, Organisation, StoredObject
+from ._common import CommandError, GatewayGroup, progress, with_services
 
 
 @click.group(cls=GatewayGroup, help="The S3 bucket.")
@@ -21,6 +21,14 @@ def storage() -> None:
 def setup(services, origin: str) -> None:  # type: ignore[no-untyped-def]
     for line in services.store.setup_bucket(origin=origin):
         click.echo(line)
+    with services.sessions() as s:
+        ssec_orgs = list(s.scalars(select(Organisation.name).where(
+            Organisation.encryption_mode == EncryptionMode.SSEC.value).order_by(Organisation.name)))
+    problem = services.store.ssec_refusal(ssec_orgs)
+    if problem is not None:
+        raise CommandError(problem)
+    if ssec_orgs:
+        click.echo(f"SSE-C allowed for {len(ssec_orgs)} organisation(s) in ssec mode")
 
 
 @storage.command("reconcile", help="List objects without a catalog row and rows without an object.")

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..audit import AuditLog
 from ..crypto import envelope
 from ..db.models import EncryptionMode, Organisation, Role, StoredObject, new_id, utcnow
+from ..db.prefix import prefix_condition
 from ..errors import GatewayError
 from ..keys import Keyring
 from ..principal import Actor
@@ -39,6 +40,8 @@ WRITE_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
 DOWNLOAD_AHEAD = 4
 #: how many times a download follows its row to a new S3 key (a rotation job moved it)
 MOVED_RETRIES = 2
+#: the reason of every 404's audit row (missing, deleted, or another organisation's: alike)
+NOT_FOUND_REASON = "no such object in your organisation"
 
 
 @dataclass(frozen=True)
@@ -118,15 +121,20 @@ class ObjectService:
             StoredObject.org_id == org_id, StoredObject.path == path,
             StoredObject.deleted_at.is_(None)))
 
-    def _not_found(self, actor: Actor, path: str, action: str) -> NotFound:
-        """404 for a missing object; audited as denied when another organisation has it."""
-        with self.sessions() as s:
-            elsewhere = s.scalar(select(StoredObject.id).where(
-                StoredObject.path == path, StoredObject.org_id != actor.org_id,
-                StoredObject.deleted_at.is_(None)).limit(1))
-        outcome = "denied" if elsewhere else "failure"
-        self._record(actor, "denied" if elsewhere else action, outcome, path=path, status=404,
-                     detail={"reason": "not in your organisation" if elsewhere else "no such object"})
+    def _not_found(self, actor: Actor, action: str, *, path: str | None = None,
+                   object_id: str | None = None) -> NotFound:
+        """404, audited as denied: one and the same row whether the object never existed, was
+        deleted, or belongs to another organisation.
+
+        Nothing here asks whether another organisation holds the path or id. The answer, the
+        requester's audit row and the work done (and so the time taken) must not depend on
+        other organisations' objects, or a requester could learn from their own trail or their
+        clock that another clinic holds ``.../JohnDoe_1970/hiv_result.pdf``. An operator finds
+        such probes afterwards from the rows themselves (docs/audit.md).
+        """
+        self._record(actor, action, "denied", path=path, status=404,
+                     detail={"reason": NOT_FOUND_REASON,
+                             **({"object_id": object_id} if object_id is not None else {})})
         return NotFound("no such object")
 
     def find(self, actor: Actor, raw_path: str, action: str) -> StoredObject:
@@ -136,19 +144,18 @@ class ObjectService:
         with self.sessions() as s:
             obj = self._live(s, actor.org_id, path.path)
         if obj is None:
-            raise self._not_found(actor, path.path, action)
+            raise self._not_found(actor, action, path=path.path)
         return obj
 
     def get_by_id(self, actor: Actor, object_id: str, action: str) -> StoredObject:
         """The live object with this id in the actor's organisation, or :class:`NotFound`."""
         self._require_role(actor, READ_ROLES, action, None)
         with self.sessions() as s:
-            obj = s.get(StoredObject, object_id)
-        if obj is None or obj.deleted_at is not None or obj.org_id != actor.org_id:
-            if obj is not None and obj.org_id != actor.org_id:
-                self._record(actor, "denied", "denied", status=404,
-                             detail={"reason": "not in your organisation", "object_id": object_id})
-            raise NotFound("no such object")
+            obj = s.scalar(select(StoredObject).where(
+                StoredObject.id == object_id, StoredObject.org_id == actor.org_id,
+                StoredObject.deleted_at.is_(None)))
+        if obj is None:
+            raise self._not_found(actor, action, object_id=object_id)
         return obj
 
     def writable_path(self, actor: Actor, raw_path: str, action: str, *,
@@ -173,9 +180,8 @@ class ObjectService:
         with self.sessions() as s:
             stmt = select(StoredObject).where(StoredObject.org_id == actor.org_id,
                                               StoredObject.deleted_at.is_(None))
-            if prefix:
-                escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                stmt = stmt.where(StoredObject.path.like(escaped + "%", escape="\\"))
+            if prefix:  # exact on every backend (SQLite's LIKE ignores ASCII case)
+                stmt = stmt.where(prefix_condition(StoredObject.path, prefix))
             rows = list(s.scalars(stmt.order_by(StoredObject.path).limit(10_000)))
         self._record(actor, "list", "success", path=prefix or None, status=200,
                      detail={"count": len(rows)})
@@ -564,7 +570,7 @@ class ObjectService:
         with self.sessions() as s:
             obj = self._live(s, actor.org_id, path.path)
         if obj is None:
-            raise self._not_found(actor, path.path, "delete")
+            raise self._not_found(actor, "delete", path=path.path)
         if actor.role != Role.ADMIN.value and obj.created_by != actor.user_id:
             self._record(actor, "delete", "denied", obj=obj, status=403,
                          detail={"reason": "only the uploader or an admin may delete"})

@@ -2,7 +2,8 @@
 :mod:`gateway.keys.kms`).
 
 Rooms: :mod:`.s3` (:class:`ObjectStore`, streaming multipart uploads, ranged reads, bucket
-setup), :mod:`.multipart` (a multipart upload carried on across requests), :mod:`.streams` (read-ahead of iterators in a thread; no I/O of its own),
+setup), :mod:`.multipart` (a multipart upload carried on across requests), :mod:`.streams`
+(read-ahead of iterators in a thread; no I/O of its own),
 :mod:`.errors`.
 
 May import: :mod:`gateway.errors`, boto3 and botocore; nothing else of the gateway. Bytes in
@@ -15,17 +16,19 @@ from .s3 import (
     BPA_RELAXED,
     MAX_PARTS_IN_FLIGHT,
     PART_SIZE,
+    BucketEncryption,
     ObjectStore,
     StoredInfo,
     UploadWriter,
     crc32_b64,
+    ssec_blocked_help,
     ssec_params,
 )
 from .streams import read_ahead
 
 __all__ = [
-    "BPA_RELAXED", "MAX_PARTS_IN_FLIGHT", "MIN_PART_SIZE", "PART_SIZE", "ObjectStore",
-    "ResumableMultipart", "SseCRefused",
+    "BPA_RELAXED", "BucketEncryption", "MAX_PARTS_IN_FLIGHT", "MIN_PART_SIZE", "PART_SIZE",
+    "ObjectStore", "ResumableMultipart", "SseCRefused",
     "StorageError", "StorageNotFound", "StoredInfo", "UploadWriter", "crc32_b64",
-    "read_ahead", "ssec_params",
+    "read_ahead", "ssec_blocked_help", "ssec_params",
 ]

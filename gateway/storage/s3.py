@@ -9,10 +9,12 @@ background thread while the next part is being encrypted, downloads come back in
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterator
 
 import boto3
@@ -320,6 +322,122 @@ class ObjectStore:
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             })
         return {"Version": "2012-10-17", "Statement": statements}
+
+    # -- the bucket's encryption settings and Object Lock (read only), audit anchors -----------
+
+    def bucket_encryption(self) -> BucketEncryption | None:
+        """The bucket's default-encryption configuration, or ``None`` when this S3 cannot say
+        (the call is not implemented, or not allowed).
+
+        AWS blocks SSE-C on new buckets since April 2026: ``GetBucketEncryption`` then names
+        ``SSE-C`` among a rule's ``BlockedEncryptionTypes.EncryptionType``, and every SSE-C
+        upload is refused with 403 AccessDenied.
+        """
+        try:
+            resp = self.client.get_bucket_encryption(Bucket=self.bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "ServerSideEncryptionConfigurationNotFoundError":
+                return BucketEncryption(blocked=(), algorithms=())
+            if code in ("NoSuchBucket",):
+                raise self._translate(exc) from None
+            return None  # NotImplemented, AccessDenied, ...: unknown
+        except BotoCoreError as exc:
+            raise self._translate(exc) from None
+        rules = resp.get("ServerSideEncryptionConfiguration", {}).get("Rules", []) or []
+        blocked: list[str] = []
+        algorithms: list[str] = []
+        for rule in rules:
+            for kind in (rule.get("BlockedEncryptionTypes") or {}).get("EncryptionType") or []:
+                if str(kind).upper() != "NONE" and str(kind) not in blocked:
+                    blocked.append(str(kind))
+            algorithm = (rule.get("ApplyServerSideEncryptionByDefault") or {}).get("SSEAlgorithm")
+            if algorithm:
+                algorithms.append(str(algorithm))
+        return BucketEncryption(blocked=tuple(blocked), algorithms=tuple(algorithms))
+
+    def ssec_refusal(self, orgs: list[str]) -> str | None:
+        """One line saying what to do when ``orgs`` (names of organisations in ``ssec`` mode)
+        cannot upload because the bucket blocks SSE-C; ``None`` when nothing is in the way
+        (or this S3 cannot say)."""
+        if not orgs:
+            return None
+        encryption = self.bucket_encryption()
+        if encryption is None or not encryption.ssec_blocked:
+            return None
+        return ssec_blocked_help(self.bucket, orgs)
+
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket has S3 Object Lock enabled (``False`` when this S3 cannot say)."""
+        try:
+            resp = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except (ClientError, BotoCoreError):
+            return False
+        return resp.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
+    def put_bytes_retained(self, key: str, data: bytes, *, retain_until: datetime | None,
+                           metadata: dict[str, str] | None = None) -> None:
+        """Put a small object; with ``retain_until``, under an Object Lock retention in
+        compliance mode (nobody, the account's root included, can delete or overwrite that
+        version before then). The bucket must have Object Lock enabled for that."""
+        lock: dict[str, Any] = {}
+        if retain_until is not None:  # S3 wants Content-MD5 (or an SDK checksum) with a lock
+            lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until,
+                    "ContentMD5": base64.b64encode(
+                        hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")}
+        self._call("put_object", key=key, Key=key, Body=data, ChecksumCRC32=crc32_b64(data),
+                   Metadata=metadata or {}, **lock)
+
+    def retention(self, key: str) -> tuple[str, datetime] | None:
+        """``(mode, retain until)`` of the current version of ``key``, or ``None`` (from
+        HeadObject, which every S3 with Object Lock answers)."""
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError):
+            return None
+        if not resp.get("ObjectLockMode") or not resp.get("ObjectLockRetainUntilDate"):
+            return None
+        return str(resp["ObjectLockMode"]), resp["ObjectLockRetainUntilDate"]
+
+    def first_key(self, prefix: str) -> str | None:
+        """The first key under ``prefix`` in S3's (ascending UTF-8) order, or ``None``."""
+        resp = self._call("list_objects_v2", Prefix=prefix, MaxKeys=1)
+        items = resp.get("Contents") or []
+        return str(items[0]["Key"]) if items else None
+
+    def list_prefixes(self, prefix: str, delimiter: str = "/") -> list[str]:
+        """The common prefixes directly under ``prefix`` (the "folders")."""
+        found: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix,
+                                           Delimiter=delimiter):
+                found.extend(str(p["Prefix"]) for p in page.get("CommonPrefixes", []) or [])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._translate(exc) from None
+        return found
+
+
+@dataclass(frozen=True)
+class BucketEncryption:
+    """A bucket's default encryption: the blocked encryption types (``SSE-C``) and the default
+    algorithms (``AES256``, ``aws:kms``)."""
+
+    blocked: tuple[str, ...]
+    algorithms: tuple[str, ...]
+
+    @property
+    def ssec_blocked(self) -> bool:
+        return any(kind.upper() == "SSE-C" for kind in self.blocked)
+
+
+def ssec_blocked_help(bucket: str, orgs: list[str]) -> str:
+    """One line: what to do when the bucket blocks SSE-C and ``orgs`` use it."""
+    names = ", ".join(orgs[:5]) + (f" and {len(orgs) - 5} more" if len(orgs) > 5 else "")
+    return (f"bucket {bucket} blocks SSE-C uploads (BlockedEncryptionTypes: SSE-C) but "
+            f"{names} use(s) ssec: allow SSE-C in the bucket's default encryption "
+            "(put-bucket-encryption with BlockedEncryptionTypes NONE) or move each to "
+            "client-side encryption with: gateway keys migrate-ssec --org ORG")
 
 
 class UploadWriter:

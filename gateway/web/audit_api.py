@@ -7,8 +7,9 @@ event is sent; if that fails the answer is 503 and nothing is served.
 Parameters (all optional): ``user`` (id or e-mail), ``object`` (object id), ``path`` (exact,
 or a prefix ending in ``*``), ``action`` and ``outcome`` (comma-separated), ``since``
 (inclusive) and ``until`` (exclusive; a date alone includes that day), ``limit``, ``after``
-(the cursor of the previous page), ``order`` (``asc`` or ``desc``), ``format`` (``json``,
-``csv``, ``jsonl``).
+(the cursor of the previous page: the last ``seq`` it held, the organisation's own sequence
+number), ``order`` (``asc`` or ``desc``), ``format`` (``json``, ``csv``, ``jsonl``). Events
+are named by ``seq``; the database's global row ids are never sent.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any, Iterator, Mapping
 from flask import Blueprint, Response, jsonify, request
 
 from ..audit import (
+    MAX_CURSOR,
     Action,
     Outcome,
     cursor_after,
@@ -58,11 +60,14 @@ def object_history(object_id: str) -> Response:
     return answer(request.args, object_id=object_id)
 
 
-@bp.get("/api/v1/audit/users/<int:user_id>")
+@bp.get("/api/v1/audit/users/<user_id>")
 @login_or_token_required
 @require_roles(*ROLES)
-def user_history(user_id: int) -> Response:
-    return answer(request.args, user=user_id)
+def user_history(user_id: str) -> Response:
+    if not (user_id.isascii() and user_id.isdigit()):
+        raise _bad("the user id must be a whole number")
+    user_condition(user_id)  # an id out of range is a FilterError (400)
+    return answer(request.args, user=int(user_id))
 
 
 def _bad(message: str) -> ApiError:
@@ -118,7 +123,7 @@ def answer(args: Mapping[str, str], **fixed: Any) -> Response:
         raise _bad("order must be asc or desc")
     limit = _int(args, "limit", EXPORT_LIMIT if export else JSON_LIMIT, 1,
                  EXPORT_MAX if export else JSON_MAX)
-    after = _int(args, "after", None, 0)
+    after = _int(args, "after", None, 0, MAX_CURSOR)
     filters = parse_filters(args)
     filters.update(fixed)
     if filters["since"] and filters["until"] and filters["since"] >= filters["until"]:
@@ -132,7 +137,7 @@ def answer(args: Mapping[str, str], **fixed: Any) -> Response:
     }
     if not export:
         with svc.sessions() as session:
-            page = query_page(session, limit=limit or JSON_LIMIT, after_id=after, **scope)
+            page = query_page(session, limit=limit or JSON_LIMIT, after=after, **scope)
         svc.audit.record(action=Action.AUDIT_QUERY, outcome=Outcome.SUCCESS, actor=actor,
                          http_status=200, detail=dict(detail, rows=len(page.events)))
         resp = jsonify({"events": [event_to_dict(e) for e in page.events], "next": page.next})
@@ -140,10 +145,10 @@ def answer(args: Mapping[str, str], **fixed: Any) -> Response:
         return resp
 
     with svc.sessions() as session:
-        next_cursor = cursor_after(session, limit=limit or EXPORT_LIMIT, after_id=after, **scope)
+        next_cursor = cursor_after(session, limit=limit or EXPORT_LIMIT, after=after, **scope)
     svc.audit.record(action=Action.AUDIT_EXPORT, outcome=Outcome.SUCCESS, actor=actor,
                      http_status=200, detail=detail)
-    events = iter_query(svc.sessions, limit=limit, after_id=after, **scope)
+    events = iter_query(svc.sessions, limit=limit, after=after, **scope)
     lines: Iterator[str] = to_csv(events) if fmt == "csv" else to_jsonl(events)
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     resp = Response(_encoded(lines), mimetype=mimetype)
