@@ -236,3 +236,8 @@ def test_expired_uploads_leave_nothing_behind(gateways, shared) -> None:
     clean = run_cli(stack, "storage", "reconcile")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "0 orphan object(s), 0 missing object(s), 0 open upload(s)" in clean.stdout
+    with stack.services.sessions() as s:
+        rows = list(s.scalars(select(AuditEvent).where(
+            AuditEvent.action == "storage_reconcile", AuditEvent.org_id == stack.org1)
+            .order_by(AuditEvent.id)))
+    assert rows and '"clean": true' in rows[-1].detail  # the admin console shows it

@@ -75,14 +75,27 @@ def storage_health(services: Any, org_id: str) -> dict[str, Any]:
         bucket = "unavailable"
     with services.sessions() as s:
         last = s.execute(
-            select(AuditEvent.occurred_at, AuditEvent.outcome)
+            select(AuditEvent.occurred_at, AuditEvent.outcome, AuditEvent.detail)
             .where(AuditEvent.action == "storage_reconcile", AuditEvent.org_id == org_id)
             .order_by(AuditEvent.occurred_at.desc()).limit(1)
         ).first()
     return {
         "bucket": bucket,
-        "last_reconcile": ({"at": iso(last[0]), "outcome": last[1]} if last else None),
+        "last_reconcile": ({"at": iso(last[0]), "outcome": last[1],
+                            "result": _reconcile_result(last[2])} if last else None),
     }
+
+
+def _reconcile_result(detail: object) -> dict[str, object]:
+    """The counts a reconcile run recorded for this organisation."""
+    import json
+
+    try:
+        found = json.loads(detail) if isinstance(detail, str) else dict(detail or {})  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return {}
+    return {k: found[k] for k in ("orphans", "missing", "open_uploads", "fixed", "clean")
+            if k in found}
 
 
 __all__ = ["jobs", "key_versions", "storage_health"]

@@ -5,6 +5,7 @@ import click
 from sqlalchemy import select
 
 from ..db.models import EncryptionMode, Organisation, StoredObject
+from ..principal import Actor
 from ._common import CommandError, GatewayGroup, progress, with_services
 
 
@@ -77,8 +78,26 @@ def reconcile(services, fix: bool) -> None:  # type: ignore[no-untyped-def]
             s.commit()
         click.echo(f"{len(orphans)} orphan object(s), {len(missing)} missing object(s), "
                    f"{len(uploads)} open upload(s){' fixed' if fix else ''}")
-        if (orphans or missing or uploads) and not fix:
-            raise SystemExit(1)
+        org_ids = list(s.scalars(select(Organisation.id)))
+    _record_reconcile(services, org_ids, orphans, missing, [k for k, _ in uploads], fix)
+    if (orphans or missing or uploads) and not fix:
+        raise SystemExit(1)
+
+
+def _record_reconcile(services, org_ids: list[str], orphans: list[str],  # type: ignore[no-untyped-def]
+                      missing: list[str], uploads: list[str], fixed: bool) -> None:
+    """One ``storage_reconcile`` row in each organisation's chain, with that organisation's
+    own counts (its S3 keys start with its id): what the admin console shows."""
+    def mine(keys: list[str], org_id: str) -> int:
+        return sum(1 for k in keys if k.startswith(org_id + "/"))
+
+    for org_id in org_ids:
+        counts = {"orphans": mine(orphans, org_id), "missing": mine(missing, org_id),
+                  "open_uploads": mine(uploads, org_id)}
+        services.audit.record(
+            action="storage_reconcile", outcome="success",
+            actor=Actor.cli(org_id, "storage reconcile"),
+            detail={**counts, "fixed": fixed, "clean": not any(counts.values()) or fixed})
 
 
 COMMANDS = [storage]
