@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import io
+import json
 import os
 import random
 import signal
@@ -46,8 +46,9 @@ def pdf_bytes(size: int, seed: int) -> bytes:
 def shared(postgres_server, moto_endpoint: str,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
     """A PostgreSQL stack, and the temporary directory its gateways must leave empty."""
-    import psycopg
     import secrets
+
+    import psycopg
 
     name = f"gw_{secrets.token_hex(6)}"
     with psycopg.connect(postgres_server.conninfo("postgres"), autocommit=True) as conn:
