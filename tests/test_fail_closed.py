@@ -13,7 +13,7 @@ import requests
 from sqlalchemy import select
 from urllib3.exceptions import ProtocolError
 
-from gateway.db.models import AuditEvent, StoredObject
+from gateway.db.models import StoredObject
 from tests.services import PostgresServer, _psycopg
 from tests.stack import LiveGateway, build_stack
 from tests.test_files_api import auth, events, pdf_bytes

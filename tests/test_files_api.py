@@ -6,7 +6,6 @@ import json
 import os
 import random
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest

@@ -5,8 +5,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from gateway.db import Base, make_engine
-from gateway.db import models  # noqa: F401
+from gateway.db import (
+    Base,
+    make_engine,
+    models,  # noqa: F401
+)
 from gateway.db.migrate import upgrade
 
 

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from gateway.cli import cli
-from gateway.db.models import AuditEvent, StoredObject, utcnow
+from gateway.db.models import AuditEvent, StoredObject
 from gateway.files import NotFound, TooLarge, UnsupportedType
 from gateway.principal import Actor
 from tests.stack import Stack
