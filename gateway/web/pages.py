@@ -25,6 +25,9 @@ UPLOAD_EXTENSIONS: tuple[str, ...] = (
     "mpg", "mpeg", "ogv",
     # audio
     "mp3", "wav", "flac", "ogg", "oga", "opus", "m4a", "aac", "weba", "mka", "aif", "aiff", "aifc",
+    "wma", "wmv", "asf",
+    # healthcare's interchange formats, e-mail, JPEG 2000 (docs/file-types.md)
+    "hl7", "xml", "json", "eml", "jp2", "j2k", "jpx", "jpf", "j2c",
 )  # fmt: skip
 
 #: The uploader's prebuilt browser bundle, copied from npm by ``make`` (not in the repository).
@@ -49,6 +52,13 @@ def default_folder(prefix: str) -> str:
     return folder or "uploads/"
 
 
+def uploader_context(prefix: str) -> dict[str, object]:
+    """What ``_uploader.html`` needs, for a page showing the folder ``prefix``."""
+    return dict(upload_folder=default_folder(prefix),
+                max_upload_bytes=services().objects.max_upload_bytes,
+                upload_extensions=UPLOAD_EXTENSIONS, uploader_available=uploader_available())
+
+
 @bp.get("/")
 @login_required
 def index():  # type: ignore[no-untyped-def]
@@ -56,10 +66,8 @@ def index():  # type: ignore[no-untyped-def]
         return redirect(url_for("pages.audit_page"))  # auditors see the trail, not the files
     prefix = request.args.get("prefix", "")
     objects = services().objects.list(current_actor(), prefix)
-    return render_template(
-        "index.html", objects=objects, prefix=prefix, user=current_user,
-        upload_folder=default_folder(prefix), max_upload_bytes=services().objects.max_upload_bytes,
-        upload_extensions=UPLOAD_EXTENSIONS, uploader_available=uploader_available())
+    return render_template("index.html", objects=objects, prefix=prefix, user=current_user,
+                           **uploader_context(prefix))
 
 
 @bp.get("/audit")
