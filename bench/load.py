@@ -231,6 +231,7 @@ def main() -> None:
         rows_before = audit_rows(stack.services)
         cpu_before = gateway_cpu(gw.proc.pid)
         moto_before = cpu_seconds(moto.pid)
+        client_before = cpu_seconds()
         started = time.monotonic()
         deadline = started + args.seconds
         clients = [threading.Thread(target=load.client, args=(n, deadline))
@@ -242,6 +243,7 @@ def main() -> None:
         elapsed = time.monotonic() - started
         cpu = gateway_cpu(gw.proc.pid) - cpu_before
         moto_cpu = cpu_seconds(moto.pid) - moto_before
+        client_cpu = cpu_seconds() - client_before
         time.sleep(0.5)
         rows = audit_rows(stack.services) - rows_before
         verify = subprocess.run([sys.executable, "-m", "gateway", "audit", "verify"],
@@ -268,7 +270,7 @@ def main() -> None:
               f"p99={pct(values, 99) * 1000:8.1f} ms")
     print(f"gateway CPU {cpu:.1f} s ({cpu / elapsed:.2f} cores busy): "
           f"{total / cpu:.1f} requests and {(load.bytes_up + load.bytes_down) / MIB / cpu:.1f} "
-          f"MiB per CPU-second; moto {moto_cpu:.1f} s")
+          f"MiB per CPU-second; moto {moto_cpu:.1f} s, the clients {client_cpu:.1f} s")
     print(f"errors: {len(load.errors)}" + (f" (first: {load.errors[:5]})" if load.errors else ""))
     print(f"downloads with their SHA-256 checked: {load.sha_checked}")
     rows_ok = rows == expected_rows

@@ -241,6 +241,8 @@ def test_kms_unavailable(moto_endpoint: str, tmp_path: Path,
         before = len(events(gw))
         got = requests.get(f"{gw.url}/api/v1/files/{path}", headers=auth(gw), timeout=120)
         assert got.status_code == 503, got.text
+        assert got.json()["error"]["code"] in ("keyring_unavailable", "audit_unavailable"), \
+            got.text
         assert data[:1000] not in got.content
         up = requests.put(f"{gw.url}/api/v1/files/uploads/faults/kms-2.pdf", data=data,
                           headers=auth(gw), timeout=120)
