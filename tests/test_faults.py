@@ -161,7 +161,7 @@ def test_s3_gone_mid_upload(behind_relay: LiveGateway, s3_relay: Relay,
     assert resp.json()["error"]["code"] == "storage_failure"
     ups = [e for e in events(gw, action="upload", object_path="uploads/faults/s3-upload.pdf")]
     assert [e.outcome for e in ups] == ["started", "aborted"]
-    assert ups[-1].http_status == 502 and ups[-1].bytes >= 12 * MIB
+    assert ups[-1].http_status == 502 and 0 < ups[-1].bytes < len(data)  # the bytes taken
 
     # the endpoint is back: no catalog row, and reconcile leaves no upload open
     s3_relay.start()
