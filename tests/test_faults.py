@@ -313,25 +313,26 @@ def test_postgres_restart_under_traffic(own_postgres: tuple[_PostgresCluster, st
 
     clients = [threading.Thread(target=traffic, args=(n,)) for n in range(4)]
     try:
-        for t in clients:
-            t.start()
-        time.sleep(1.5)
-        restarted = cluster._run([cluster.pg_ctl, "-D", str(cluster.data), "-m", "fast", "-w",
-                                  "-l", str(cluster.data.parent / "restart.log"), "restart"])
-        assert restarted.returncode == 0, restarted.stderr
-        time.sleep(2.0)
-        mark = len(statuses)
-        time.sleep(2.0)
-    finally:
-        stop.set()
-        for t in clients:
-            t.join()
-    during, recovered = statuses[:mark], statuses[mark:]
-    assert set(during) <= {200, 201, 503}, sorted(set(during))  # refused, never a 500
-    assert recovered and set(recovered) <= {200, 201}, recovered  # no gateway restart needed
-    # every stored upload is catalogued with its trail, and the trail verifies
-    verified = gateway_command(stack, "audit", "verify")
-    try:
+        try:
+            for t in clients:
+                t.start()
+            time.sleep(1.5)
+            restarted = cluster._run([cluster.pg_ctl, "-D", str(cluster.data), "-m", "fast",
+                                      "-w", "-l", str(cluster.data.parent / "restart.log"),
+                                      "restart"])
+            assert restarted.returncode == 0, restarted.stderr
+            time.sleep(2.0)
+            mark = len(statuses)
+            time.sleep(2.0)
+        finally:
+            stop.set()
+            for t in clients:
+                t.join()
+        during, recovered = statuses[:mark], statuses[mark:]
+        assert set(during) <= {200, 201, 503}, sorted(set(during))  # refused, never a 500
+        assert recovered and set(recovered) <= {200, 201}, recovered  # no gateway restart
+        # the trail written across the restart verifies
+        verified = gateway_command(stack, "audit", "verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         gw.stop()
