@@ -100,7 +100,8 @@ def build_stack(db_url: str, moto_endpoint: str, tmp_path: Path, **extra: str) -
 class LiveGateway:
     """gunicorn serving ``wsgi:app`` for a stack, on a free loopback port."""
 
-    def __init__(self, stack: Stack, log_path: Path, *, workers: int = 2, threads: int = 8) -> None:
+    def __init__(self, stack: Stack, log_path: Path, *, workers: int = 2, threads: int = 8,
+                 extra_env: dict[str, str] | None = None) -> None:
         from tests.services import free_port, wait_for_http
 
         self.stack = stack
@@ -109,6 +110,7 @@ class LiveGateway:
         env = dict(os.environ, **stack.env)
         env["GATEWAY_WORKERS"] = str(workers)
         env["GATEWAY_THREADS"] = str(threads)
+        env.update(extra_env or {})
         self.log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "python:gateway.serve",

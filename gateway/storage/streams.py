@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from typing import Iterator, TypeVar
 
 T = TypeVar("T")
@@ -37,6 +38,7 @@ def read_ahead(source: Iterator[T], depth: int) -> Iterator[T]:
             for item in source:
                 if not put((True, item)):
                     return
+                time.sleep(0)  # let the others run: under gevent a greenlet yields only here
         except BaseException as exc:  # noqa: BLE001  (handed to the consumer)
             put((False, exc))
             return
