@@ -16,16 +16,23 @@ What vouches for the bytes:
   catalog before its last bytes are released (:func:`checked`).
 
 A ranged read of a client-side encrypted object makes one S3 request on its critical path:
-the segments are fetched at the offsets the default segment size gives while the 81-byte
-header is fetched beside them; the header, once authenticated, confirms the guess (an object
-with another segment size is fetched again at the right offsets). A range that starts in the
-first segment is one request for the header and the segments together.
+the segments are fetched at the offsets the default segment size gives while the header is
+fetched beside them; the header, once authenticated, confirms the guess (an object with
+another segment size is fetched again at the right offsets). A range that starts in the first
+segment is one request for the header and the segments together. The header is read as the
+first :data:`HEADER_FETCH` bytes, not 81: S3 engines that write a response's head and a tiny
+body apart (Ceph's radosgw without ``tcp_nodelay``) hold the body back until the client's
+delayed ACK, 40 ms later. Authenticated headers are kept for the next ranges of the same
+object (:data:`HEADER_CACHE` of them, in memory; checked again on every use), so that a
+video's seeks make one request each.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import secrets
+import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -38,6 +45,29 @@ from .ranges import ByteRange
 #: S3 body chunks of a whole read: one sealed segment of the default size each, so that
 #: every segment is decrypted from one buffer, without gathering pieces
 SEALED_CHUNK = envelope.DEFAULT_SEGMENT_SIZE + envelope.TAG_SIZE
+#: bytes fetched to read a header apart (see above)
+HEADER_FETCH = 128 * 1024
+#: authenticated headers kept in memory, most recently used first out last
+HEADER_CACHE = 4096
+
+_headers: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+_headers_lock = threading.Lock()
+
+
+def _cached_header(obj: StoredObject) -> bytes | None:
+    with _headers_lock:
+        raw = _headers.get((obj.s3_key, obj.storage_id))
+        if raw is not None:
+            _headers.move_to_end((obj.s3_key, obj.storage_id))
+        return raw
+
+
+def _keep_header(obj: StoredObject, raw: bytes) -> None:
+    with _headers_lock:
+        _headers[(obj.s3_key, obj.storage_id)] = raw
+        _headers.move_to_end((obj.s3_key, obj.storage_id))
+        while len(_headers) > HEADER_CACHE:
+            _headers.popitem(last=False)
 
 
 @dataclass
@@ -150,8 +180,10 @@ class _Header:
     def get(self) -> envelope.Decryptor:
         if self.decryptor is None:
             assert self.pending is not None
-            self.decryptor = _decryptor(self.obj, self.data_key, self.pending.result())
+            raw = self.pending.result()[:envelope.HEADER_SIZE]
+            self.decryptor = _decryptor(self.obj, self.data_key, raw)
             self.pending = None
+            _keep_header(self.obj, raw)
         return self.decryptor
 
 
@@ -198,8 +230,11 @@ def _header(store: ObjectStore, obj: StoredObject, data_key: bytes,
     starts in the first segment (then the same request brings both)."""
     first = next(iter(ranges))
     header = _Header(obj, data_key)
-    if first.start >= envelope.DEFAULT_SEGMENT_SIZE:
-        header.pending = store.get_range_bytes_async(obj.s3_key, 0, envelope.HEADER_SIZE - 1)
+    cached = _cached_header(obj)
+    if cached is not None:
+        header.decryptor = _decryptor(obj, data_key, cached)
+    elif first.start >= envelope.DEFAULT_SEGMENT_SIZE:
+        header.pending = store.get_range_bytes_async(obj.s3_key, 0, HEADER_FETCH - 1)
     return header
 
 
