@@ -93,10 +93,20 @@ class RgwServer:
 
     name = "rgw"
 
+    #: the OSD keeps objects in memory, 1 GiB by default: the bench stores about 1.1 GiB
+    MEMSTORE_BYTES = 3 << 30
+
     def __init__(self) -> None:
         from tests.ceph import CephCluster
 
-        self.cluster = CephCluster()
+        class BenchCluster(CephCluster):
+            def write_conf(self) -> None:
+                super().write_conf()
+                conf = self.conf.read_text().replace(
+                    "[osd]\n", f"[osd]\nmemstore_device_bytes = {RgwServer.MEMSTORE_BYTES}\n")
+                self.conf.write_text(conf)
+
+        self.cluster = BenchCluster()
         try:
             self.endpoint = self.cluster.start().endpoint
         except BaseException:

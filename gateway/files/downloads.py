@@ -33,7 +33,7 @@ import itertools
 import secrets
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -49,6 +49,10 @@ SEALED_CHUNK = envelope.DEFAULT_SEGMENT_SIZE + envelope.TAG_SIZE
 HEADER_FETCH = 128 * 1024
 #: authenticated headers kept in memory, most recently used first out last
 HEADER_CACHE = 4096
+
+#: threads that open a download's stream (its first S3 requests and first segment) while
+#: the request thread records the opening audit row
+OPENING = ThreadPoolExecutor(max_workers=32, thread_name_prefix="download-open")
 
 _headers: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 _headers_lock = threading.Lock()
@@ -193,8 +197,12 @@ def _planned(store: ObjectStore, obj: StoredObject, header: _Header, byte_range:
     start = plan.ciphertext_start
     if header.decryptor is None and header.pending is None and plan.first_segment == 0:
         start = 0  # the header and the first segments in one request
+    # chunks of one sealed segment each, so that the first segment is decrypted as soon as
+    # it has arrived (1 MiB chunks would wait for most of the next segment too)
     chunks = store.iter_object(obj.s3_key, start=start,
-                               end_inclusive=plan.ciphertext_end_inclusive)
+                               end_inclusive=plan.ciphertext_end_inclusive,
+                               chunk_size=segment_size + envelope.TAG_SIZE,
+                               first_chunk=envelope.HEADER_SIZE if start == 0 else None)
     if start == 0:
         raw, chunks = _split_header(chunks)
         done: Future[bytes] = Future()

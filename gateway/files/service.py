@@ -12,6 +12,7 @@ while bytes stream to or from a client.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -405,16 +406,20 @@ class ObjectService:
             self._record(actor, action, "success", obj=obj, status=status, nbytes=0, detail=detail)
             return Download(obj, status, length, byte_range, None, etag, multi, content_type)
 
-        self._record(actor, action, "started", obj=obj, status=status, detail=detail)
         if multi:
-            obj, openers = self._first_bytes(
-                actor, obj, action, detail, sse_key, data_key,
-                lambda o, dk, sk: downloads.open_ranges(self.store, o, dk, sk, multi))
-            body = downloads.multipart(boundary, obj.content_type, multi, openers)
+            def opener(o: StoredObject, dk: bytes | None, sk: bytes | None) -> Iterator[bytes]:
+                openers = downloads.open_ranges(self.store, o, dk, sk, multi)
+                return downloads.multipart(boundary, o.content_type, multi, openers)
         else:
-            obj, body = self._first_bytes(
-                actor, obj, action, detail, sse_key, data_key,
-                lambda o, dk, sk: plaintext(self.store, o, dk, sk, byte_range))
+            def opener(o: StoredObject, dk: bytes | None, sk: bytes | None) -> Iterator[bytes]:
+                return plaintext(self.store, o, dk, sk, byte_range)
+        # The bucket is asked while the opening row is written: the two overlap, and nothing
+        # reaches the client before the row is on record (if it cannot be written, the bytes
+        # fetched are dropped).
+        early = downloads.OPENING.submit(opener, obj, data_key, sse_key)
+        self._record(actor, action, "started", obj=obj, status=status, detail=detail)
+        obj, body = self._first_bytes(actor, obj, action, detail, sse_key, data_key, opener,
+                                      early)
         return Download(obj, status, length, byte_range,
                         self._audited(actor, obj, action, status, detail, body, length), etag,
                         multi, content_type)
@@ -439,8 +444,9 @@ class ObjectService:
     def _first_bytes(self, actor: Actor, obj: StoredObject, action: str, detail: dict,
                      sse_key: bytes | None, data_key: bytes | None,
                      opener: Callable[[StoredObject, bytes | None, bytes | None], T],
-                     ) -> tuple[StoredObject, T]:
-        """Open the plaintext before any byte is sent: ``(object, opener's result)``.
+                     early: Future[T] | None = None) -> tuple[StoredObject, T]:
+        """Open the plaintext before any byte is sent: ``(object, opener's result)``;
+        ``early`` is the first attempt, already under way.
 
         A rotation job may have moved the object to a new S3 key (and deleted the old one)
         since the row was read: the row is followed, up to :data:`MOVED_RETRIES` times. An
@@ -449,6 +455,8 @@ class ObjectService:
         """
         for attempt in range(MOVED_RETRIES + 1):
             try:
+                if attempt == 0 and early is not None:
+                    return obj, early.result()
                 return obj, opener(obj, data_key, sse_key)
             except StorageNotFound:
                 moved = self._moved(obj) if attempt < MOVED_RETRIES else None
