@@ -1,9 +1,12 @@
-"""Throughput and memory of the gateway against talking to S3 directly, on the same bytes.
+"""Throughput, memory and ranged-read latency of the gateway against talking to S3 directly.
 
 Run from the repository root: ``python bench/throughput.py [--mib 250] [--big-mib 1024]
-[--repeat 3] [--quick]``. The bench starts its own moto S3 server (a subprocess), seeds a
-gateway stack (SQLite, master-key file, organisations and API tokens; see ``tests/stack.py``)
-and runs gunicorn with one worker, so the worker that serves every request is known.
+[--repeat 3] [--engines moto,rgw] [--quick]``. For each S3 engine the bench starts its own
+server: moto's (a subprocess), and Ceph's RADOS Gateway on a single-node cluster
+(``tests/ceph.py``, as the test suite starts it) when Ceph's packages are installed, else it
+says the RGW pass was skipped. It seeds a gateway stack (SQLite, master-key file,
+organisations and API tokens; see ``tests/stack.py``) and runs gunicorn with one worker, so
+the worker that serves every request is known.
 
 On one S3 endpoint and one set of bytes (``%PDF-1.7`` then random bytes, made once), it measures:
 
@@ -15,21 +18,26 @@ On one S3 endpoint and one set of bytes (``%PDF-1.7`` then random bytes, made on
   checked against the SHA-256 of the original;
 * **memory**: the gunicorn worker's RSS (``/proc/PID/status``: ``VmRSS`` sampled every 20 ms,
   and ``VmHWM`` reset before each transfer so that shorter spikes count too) during every
-  gateway transfer of a ``--mib`` and a ``--big-mib`` object. The figure is the peak RSS over
-  the worker's baseline after a small warm-up (the largest growth within one request is
-  printed too). moto's RSS is reported apart (it keeps whole objects in memory);
-* **ranged read**: a second gateway, reaching S3 through a counting TCP relay, serves 1 MiB
-  from the middle of the object; the bytes S3 sent it are counted (bodies apart from HTTP
-  heads) and compared with what the format needs: the range's segments and the header.
+  gateway transfer of a ``--mib`` and (moto only) a ``--big-mib`` object. The figure is the
+  peak RSS over the worker's baseline after a small warm-up (the largest growth within one
+  request is printed too). The S3 engine's RSS is reported apart;
+* **ranged read, bytes** (moto): a second gateway, reaching S3 through a counting TCP relay,
+  serves 1 MiB from the middle of the object; the bytes S3 sent it are counted (bodies apart
+  from HTTP heads) and compared with what the format needs: the range's segments and header;
+* **ranged read, time to first byte** (RGW; moto reads a whole object for every ranged GET):
+  1 MiB at unaligned offsets in the middle half of the object, through the warm gateway and
+  straight from S3 with the same ``Range``, taking turns; the medians and their ratio.
 
 ``--quick`` is a smoke run: 32 MiB, no big object, one repetition.
 
-Each transfer is printed with the CPU seconds the gateway worker, moto and the client process
-spent meanwhile, which shows where the time goes. Everything shares the machine's cores, so
-run it on a quiet machine: the first line prints the load average.
+Each transfer is printed with the CPU seconds the gateway worker, the S3 engine and the
+client process spent meanwhile, which shows where the time goes. Everything shares the
+machine's cores, so run it on a quiet machine: the first line prints the load average.
 
-The last line sums it up, e.g.
-``throughput: upload=0.75 download=0.54 mem250=12MiB mem1024=18MiB range_fetch=2.0MiB/1MiB``.
+Each engine's pass ends with its own line (``throughput moto: ...``, ``throughput rgw:
+...``); the last line sums both up, e.g. ``throughput: moto upload=0.95 download=0.85
+mem250=13MiB mem1024=18MiB range_fetch=2.1MiB/1MiB | rgw upload=0.95 download=0.92
+mem250=12MiB range_ttfb=7.0ms/5.0ms=1.40``.
 """
 from __future__ import annotations
 
