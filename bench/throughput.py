@@ -35,9 +35,9 @@ client process spent meanwhile, which shows where the time goes. Everything shar
 machine's cores, so run it on a quiet machine: the first line prints the load average.
 
 Each engine's pass ends with its own line (``throughput moto: ...``, ``throughput rgw:
-...``); the last line sums both up, e.g. ``throughput: moto upload=0.95 download=0.85
-mem250=13MiB mem1024=18MiB range_fetch=2.1MiB/1MiB | rgw upload=0.95 download=0.92
-mem250=12MiB range_ttfb=7.0ms/5.0ms=1.40``.
+...``); the last line sums both up: ``throughput: moto upload=U download=D mem250=MMiB
+mem1024=MMiB range_fetch=FMiB/1MiB | rgw upload=U download=D mem250=MMiB
+range_ttfb=Gms/Dms=R`` (ratios gateway/direct; ``docs/performance.md`` has measured ones).
 """
 from __future__ import annotations
 
