@@ -202,10 +202,13 @@ def _planned(store: ObjectStore, obj: StoredObject, header: _Header, byte_range:
         start = 0  # the header and the first segments in one request
     # chunks of one sealed segment each, so that the first segment is decrypted as soon as
     # it has arrived (1 MiB chunks would wait for most of the next segment too)
+    # and no read-ahead thread of their own, as for a whole read: the first segment is read
+    # by the thread that opens the stream, the next ones by the one that decrypts them
     chunks = store.iter_object(obj.s3_key, start=start,
                                end_inclusive=plan.ciphertext_end_inclusive,
                                chunk_size=segment_size + envelope.TAG_SIZE,
-                               first_chunk=envelope.HEADER_SIZE if start == 0 else None)
+                               first_chunk=envelope.HEADER_SIZE if start == 0 else None,
+                               ahead=0)
     if start == 0:
         raw, chunks = _split_header(chunks)
         done: Future[bytes] = Future()

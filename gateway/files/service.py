@@ -12,6 +12,7 @@ while bytes stream to or from a client.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -518,9 +519,12 @@ class ObjectService:
                          nbytes=sent if nbytes is None else nbytes,
                          detail={**detail, **({"reason": reason} if reason else {})})
 
-        ahead = read_ahead(body, DOWNLOAD_AHEAD)
+        # The first chunk is ready (the stream was opened and authenticated beforehand): it goes
+        # out from this thread at once, the read-ahead thread starts with the second.
+        body = iter(body)
+        rest = read_ahead(body, DOWNLOAD_AHEAD)
         try:
-            for chunk in ahead:
+            for chunk in itertools.chain(itertools.islice(body, 1), rest):
                 if sent + len(chunk) >= expected:
                     close("completed", nbytes=sent + len(chunk))
                 sent += len(chunk)
@@ -545,7 +549,7 @@ class ObjectService:
                 close("aborted", type(exc).__name__)
             raise
         finally:
-            ahead.close()  # type: ignore[attr-defined]
+            rest.close()  # type: ignore[attr-defined]
 
     def _integrity_failure(self, actor: Actor, obj: StoredObject, sent: int, reason: str, *,
                            missing: bool = False) -> None:
