@@ -4,7 +4,8 @@ Everything here reads ``/proc`` directly (Linux only) and adds no dependency.
 
 * :func:`fake_aws_env` puts fake credentials in the environment, so nothing reaches real AWS.
 * :class:`MotoServer` runs ``python -m moto.server`` in its own process, so its memory (it keeps
-  whole objects) can be measured apart from the gateway's.
+  whole objects) can be measured apart from the gateway's; :class:`RgwServer` brings up Ceph's
+  RADOS Gateway on a single-node cluster (``tests/ceph.py``) when its packages are installed.
 * :func:`vm_kib`, :func:`reset_peak`, :func:`children_of` and :class:`MemoryWatch` measure a
   process's resident memory and its peak; :func:`cpu_seconds` its CPU time.
 * :class:`CountingRelay` forwards a local port to another one and counts the bytes, and the HTTP
@@ -59,6 +60,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 class MotoServer:
     """moto's S3 server on a free loopback port, in its own process."""
 
+    name = "moto"
+
     def __init__(self, log_path: Path) -> None:
         from tests.services import wait_for_http
 
@@ -79,6 +82,50 @@ class MotoServer:
     def stop(self) -> None:
         stop_process(self.proc)
         self.log.close()
+
+
+class RgwServer:
+    """Ceph's RADOS Gateway (one monitor, one memstore OSD, radosgw), as the tests start it.
+
+    Its S3 user's keys are the fake credentials of :func:`fake_aws_env`, so boto3's usual
+    chain reaches it. :meth:`available` says whether the packages are installed.
+    """
+
+    name = "rgw"
+
+    #: the OSD keeps objects in memory, 1 GiB by default: the bench stores about 1.1 GiB
+    MEMSTORE_BYTES = 3 << 30
+
+    def __init__(self) -> None:
+        from tests.ceph import CephCluster
+
+        class BenchCluster(CephCluster):
+            def write_conf(self) -> None:
+                super().write_conf()
+                conf = self.conf.read_text().replace(
+                    "[osd]\n", f"[osd]\nmemstore_device_bytes = {RgwServer.MEMSTORE_BYTES}\n")
+                self.conf.write_text(conf)
+
+        self.cluster = BenchCluster()
+        try:
+            self.endpoint = self.cluster.start().endpoint
+        except BaseException:
+            self.cluster.stop()
+            raise
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+
+    @staticmethod
+    def available() -> bool:
+        from tests.ceph import missing_binaries
+
+        return not missing_binaries()
+
+    @property
+    def pid(self) -> int:
+        return self.cluster.procs["client.rgw"].pid
+
+    def stop(self) -> None:
+        self.cluster.stop()
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:

@@ -1,9 +1,12 @@
-"""Throughput and memory of the gateway against talking to S3 directly, on the same bytes.
+"""Throughput, memory and ranged-read latency of the gateway against talking to S3 directly.
 
 Run from the repository root: ``python bench/throughput.py [--mib 250] [--big-mib 1024]
-[--repeat 3] [--quick]``. The bench starts its own moto S3 server (a subprocess), seeds a
-gateway stack (SQLite, master-key file, organisations and API tokens; see ``tests/stack.py``)
-and runs gunicorn with one worker, so the worker that serves every request is known.
+[--repeat 3] [--engines moto,rgw] [--quick]``. For each S3 engine the bench starts its own
+server: moto's (a subprocess), and Ceph's RADOS Gateway on a single-node cluster
+(``tests/ceph.py``, as the test suite starts it) when Ceph's packages are installed, else it
+says the RGW pass was skipped. It seeds a gateway stack (SQLite, master-key file,
+organisations and API tokens; see ``tests/stack.py``) and runs gunicorn with one worker, so
+the worker that serves every request is known.
 
 On one S3 endpoint and one set of bytes (``%PDF-1.7`` then random bytes, made once), it measures:
 
@@ -15,21 +18,26 @@ On one S3 endpoint and one set of bytes (``%PDF-1.7`` then random bytes, made on
   checked against the SHA-256 of the original;
 * **memory**: the gunicorn worker's RSS (``/proc/PID/status``: ``VmRSS`` sampled every 20 ms,
   and ``VmHWM`` reset before each transfer so that shorter spikes count too) during every
-  gateway transfer of a ``--mib`` and a ``--big-mib`` object. The figure is the peak RSS over
-  the worker's baseline after a small warm-up (the largest growth within one request is
-  printed too). moto's RSS is reported apart (it keeps whole objects in memory);
-* **ranged read**: a second gateway, reaching S3 through a counting TCP relay, serves 1 MiB
-  from the middle of the object; the bytes S3 sent it are counted (bodies apart from HTTP
-  heads) and compared with what the format needs: the range's segments and the header.
+  gateway transfer of a ``--mib`` and (moto only) a ``--big-mib`` object. The figure is the
+  peak RSS over the worker's baseline after a small warm-up (the largest growth within one
+  request is printed too). The S3 engine's RSS is reported apart;
+* **ranged read, bytes** (moto): a second gateway, reaching S3 through a counting TCP relay,
+  serves 1 MiB from the middle of the object; the bytes S3 sent it are counted (bodies apart
+  from HTTP heads) and compared with what the format needs: the range's segments and header;
+* **ranged read, time to first byte** (RGW; moto reads a whole object for every ranged GET):
+  1 MiB at unaligned offsets in the middle half of the object, through the warm gateway and
+  straight from S3 with the same ``Range``, taking turns; the medians and their ratio.
 
 ``--quick`` is a smoke run: 32 MiB, no big object, one repetition.
 
-Each transfer is printed with the CPU seconds the gateway worker, moto and the client process
-spent meanwhile, which shows where the time goes. Everything shares the machine's cores, so
-run it on a quiet machine: the first line prints the load average.
+Each transfer is printed with the CPU seconds the gateway worker, the S3 engine and the
+client process spent meanwhile, which shows where the time goes. Everything shares the
+machine's cores, so run it on a quiet machine: the first line prints the load average.
 
-The last line sums it up, e.g.
-``throughput: upload=0.75 download=0.54 mem250=12MiB mem1024=18MiB range_fetch=2.0MiB/1MiB``.
+Each engine's pass ends with its own line (``throughput moto: ...``, ``throughput rgw:
+...``); the last line sums both up: ``throughput: moto upload=U download=D mem250=MMiB
+mem1024=MMiB range_fetch=FMiB/1MiB | rgw upload=U download=D mem250=MMiB
+range_ttfb=Gms/Dms=R`` (ratios gateway/direct; ``docs/performance.md`` has measured ones).
 """
 from __future__ import annotations
 
@@ -53,6 +61,7 @@ from bench._common import (  # noqa: E402
     CountingRelay,
     MemoryWatch,
     MotoServer,
+    RgwServer,
     cpu_seconds,
     fake_aws_env,
     fmt_mib,
@@ -66,6 +75,8 @@ from bench._common import (  # noqa: E402
 PDF_MAGIC = b"%PDF-1.7\n"
 UPLOAD_GOAL = 0.9
 DOWNLOAD_GOAL = 0.8
+RGW_DOWNLOAD_GOAL = 0.9
+TTFB_GOAL = 1.5
 MEMORY_GOAL_MIB = 32
 WARMUP_MIB = 24
 USER = "staff1"
@@ -101,7 +112,7 @@ class Transfer:
     cpu: dict[str, float]  # seconds of CPU: "gateway" (the worker), "moto", "client"
     worker_start_kib: int  # the worker's RSS when the transfer began
     worker_peak_kib: int  # ... and its peak during the transfer
-    moto_peak_kib: int
+    s3_peak_kib: int
 
     @property
     def mib_per_s(self) -> float:
@@ -123,28 +134,30 @@ class Transfer:
 class Bench:
     """The running pieces: moto, the gateway stack, gunicorn, clients."""
 
-    def __init__(self, workdir: Path, max_bytes: int) -> None:
+    def __init__(self, workdir: Path, max_bytes: int, engine: str = "moto") -> None:
         import boto3
         import requests
         from botocore.config import Config
 
         from tests.stack import LiveGateway, build_stack
 
-        self.workdir = workdir
-        self.moto = MotoServer(workdir / "moto.log")
+        self.workdir = workdir = workdir / engine
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.engine = engine
+        self.server = MotoServer(workdir / "moto.log") if engine == "moto" else RgwServer()
         try:
-            self.stack = build_stack(f"sqlite:///{workdir / 'gateway.db'}", self.moto.endpoint,
+            self.stack = build_stack(f"sqlite:///{workdir / 'gateway.db'}", self.server.endpoint,
                                      workdir, GATEWAY_MAX_UPLOAD_BYTES=str(max_bytes))
             self.gateway = LiveGateway(self.stack, workdir / "gunicorn.log", workers=1,
                                        threads=8)
         except BaseException:
-            self.moto.stop()
+            self.server.stop()
             raise
         self.bucket = self.stack.settings.s3_bucket
         self.worker = only_child(self.gateway.proc.pid)
-        self.pids = {"gateway": self.worker, "moto": self.moto.pid}
+        self.pids = {"gateway": self.worker, engine: self.server.pid}
         self.s3 = boto3.session.Session().client(
-            "s3", endpoint_url=self.moto.endpoint,
+            "s3", endpoint_url=self.server.endpoint,
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
         self.http = requests.Session()
         self.http.trust_env = False  # loopback only, never through a proxy
@@ -155,7 +168,7 @@ class Bench:
         self.http.close()
         self.gateway.stop()
         self.stack.close()
-        self.moto.stop()
+        self.server.stop()
 
     def timed(self, side: str, direction: str, nbytes: int, run: Callable[[], object]
               ) -> Transfer:
@@ -170,7 +183,7 @@ class Bench:
         cpu["client"] = cpu_seconds() - client_before
         transfer = Transfer(side, direction, nbytes, seconds, cpu,
                             watch.result["gateway"].start, watch.result["gateway"].peak,
-                            watch.result["moto"].peak)
+                            watch.result[self.engine].peak)
         self.transfers.append(transfer)
         print(transfer.line(), flush=True)
         return transfer
@@ -223,9 +236,10 @@ def take_turns(repeat: int) -> Iterator[tuple[int, str]]:
 
 
 def measure_object(bench: Bench, data: bytes, repeat: int, *, compare: bool
-                   ) -> tuple[list[Transfer], str]:
+                   ) -> tuple[list[Transfer], str, str]:
     """Upload and download ``data`` ``repeat`` times each way; the gateway's copy is then read
-    once more and its SHA-256 checked. Returns the transfers and the gateway's object path."""
+    once more and its SHA-256 checked. Returns the transfers, the gateway's object path and
+    the direct copy's key (``""`` without ``compare``), which the caller deletes."""
     size = len(data)
     mib = size // MIB
     first = len(bench.transfers)
@@ -255,9 +269,7 @@ def measure_object(bench: Bench, data: bytes, repeat: int, *, compare: bool
     check.side = "gateway+sha"  # memory counts, rate does not
     if result["got"] != (size, digest):
         raise SystemExit(f"the gateway returned other bytes for {path}: {result['got']}")
-    if key:
-        bench.s3.delete_object(Bucket=bench.bucket, Key=key)
-    return bench.transfers[first:], path
+    return bench.transfers[first:], path, key
 
 
 def best_rate(transfers: list[Transfer], side: str, direction: str) -> float:
@@ -276,7 +288,7 @@ def ranged_read(bench: Bench, data: bytes, path: str, range_bytes: int) -> int:
     from gateway.crypto import envelope
     from tests.stack import LiveGateway
 
-    relay = CountingRelay(bench.moto.port)
+    relay = CountingRelay(bench.server.port)
     stack = dataclasses.replace(bench.stack,
                                 env={**bench.stack.env, "GATEWAY_S3_ENDPOINT_URL": relay.endpoint})
     counted = LiveGateway(stack, bench.workdir / "gunicorn-relay.log", workers=1, threads=4)
@@ -320,6 +332,51 @@ def ranged_read(bench: Bench, data: bytes, path: str, range_bytes: int) -> int:
         relay.close()
 
 
+def first_byte_ms(bench: Bench, url: str, headers: dict[str, str], expect: bytes) -> float:
+    """Milliseconds from sending a GET to holding the first byte of its body (the body is
+    then read to its end and compared with ``expect``)."""
+    started = time.perf_counter()
+    with bench.http.get(url, headers=headers, stream=True) as resp:
+        if resp.status_code != 206:
+            raise RuntimeError(f"ranged GET answered {resp.status_code}: {resp.text[:300]}")
+        first = resp.raw.read(1)
+        elapsed = time.perf_counter() - started
+        rest = resp.raw.read()
+    if first + rest != expect:
+        raise SystemExit("a ranged read returned other bytes")
+    return elapsed * 1000
+
+
+def range_ttfb(bench: Bench, data: bytes, path: str, key: str, range_bytes: int,
+               rounds: int = 15) -> tuple[float, float]:
+    """Median time to the first byte of ``range_bytes`` from the middle half of the object, through
+    the (warm) gateway and straight from S3 (a presigned GET with the same Range), taking
+    turns; a different unaligned offset each round. Returns (gateway ms, direct ms)."""
+    import statistics
+
+    url = bench.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bench.bucket, "Key": key}, ExpiresIn=900)
+    gateway_url = f"{bench.gateway.url}/api/v1/files/{path}"
+    times: dict[str, list[float]] = {"gateway": [], "direct": []}
+    for i in range(rounds + 1):
+        start = len(data) // 4 + (12_345 + i * 3 * MIB) % (len(data) // 2)
+        end = start + range_bytes - 1
+        rng = {"Range": f"bytes={start}-{end}"}
+        sides = [("direct", url, rng), ("gateway", gateway_url, {**bench.auth, **rng})]
+        for side, target, headers in sides if i % 2 == 0 else sides[::-1]:
+            ms = first_byte_ms(bench, target, headers, data[start:end + 1])
+            if i:  # the first round warms both paths up
+                times[side].append(ms)
+    gateway, direct = statistics.median(times["gateway"]), statistics.median(times["direct"])
+    print(f"range_ttfb: {fmt_mib(range_bytes)} from the middle of {fmt_mib(len(data))}, median "
+          f"of {rounds}: gateway {gateway:.1f} ms, direct {direct:.1f} ms, ratio "
+          f"{gateway / direct:.2f} (goal <= {TTFB_GOAL}: "
+          f"{'met' if gateway / direct <= TTFB_GOAL else 'MISSED'}); gateway "
+          f"{min(times['gateway']):.1f} to {max(times['gateway']):.1f} ms, direct "
+          f"{min(times['direct']):.1f} to {max(times['direct']):.1f} ms")
+    return gateway, direct
+
+
 def memory_lines(label: str, transfers: list[Transfer], baseline: int) -> int:
     """Print the worker's memory during ``transfers``; return its peak growth over ``baseline``.
 
@@ -335,73 +392,61 @@ def memory_lines(label: str, transfers: list[Transfer], baseline: int) -> int:
     return max(0, peak - baseline)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=250, help="object size in MiB")
-    parser.add_argument("--big-mib", type=int, default=1024,
-                        help="size of the big object (gateway only, for memory) in MiB; 0 skips")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each transfer")
-    parser.add_argument("--range-mib", type=int, default=1, help="size of the ranged read")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 32 MiB, no big object, one repetition")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.mib, args.big_mib, args.repeat = 32, 0, 1
-    if args.mib < WARMUP_MIB or args.mib < 2 * args.range_mib:
-        parser.error(f"--mib must be at least {WARMUP_MIB} and twice --range-mib")
+def compare_rates(transfers: list[Transfer], download_goal: float) -> tuple[float, float]:
+    """Print the best rates of both sides; return the (upload, download) ratios."""
+    rates = {(side, way): best_rate(transfers, side, way)
+             for side in ("direct", "gateway") for way in ("upload", "download")}
+    up = rates["gateway", "upload"] / rates["direct", "upload"]
+    down = rates["gateway", "download"] / rates["direct", "download"]
+    for way, ratio, goal in (("upload", up, UPLOAD_GOAL), ("download", down, download_goal)):
+        print(f"{way:8} best: direct {rates['direct', way]:6.1f} MiB/s, gateway "
+              f"{rates['gateway', way]:6.1f} MiB/s; ratio gateway/direct {ratio:.2f} "
+              f"(goal >= {goal}: {'met' if ratio >= goal else 'MISSED'})")
+    print("download: the gateway's bytes have the original's SHA-256")
+    return up, down
 
-    fake_aws_env()
-    workdir = Path(tempfile.mkdtemp(prefix="gw-bench-throughput-"))
-    load = load_average()
-    print(f"load average {load:.2f} on {os.cpu_count()} CPUs"
-          + ("  (busy machine: the rates will be noisy)" if load > 0.5 else ""))
-    started = time.perf_counter()
-    data = make_data(args.mib)
-    print(f"data: {args.mib} MiB ({PDF_MAGIC!r} then random bytes), made in "
-          f"{time.perf_counter() - started:.1f} s")
-    bench = Bench(workdir, max(args.mib, args.big_mib) * MIB + MIB)
+
+def warm_up(bench: Bench, data: bytes) -> int:
+    """Warm both paths up (imports, clients, connection pools, part threads), untimed;
+    returns the worker's RSS afterwards (the memory baseline)."""
+    warm = data[:WARMUP_MIB * MIB]
+    bench.direct_put("direct/warmup.pdf", warm)
+    bench.direct_get("direct/warmup.pdf")
+    bench.gateway_put("uploads/bench/warmup.pdf", warm)
+    bench.gateway_get("uploads/bench/warmup.pdf", headers={"Range": "bytes=100-200"})
+    bench.gateway_get("uploads/bench/warmup.pdf")
+    bench.s3.delete_object(Bucket=bench.bucket, Key="direct/warmup.pdf")
+    return vm_kib(bench.worker)
+
+
+def run_moto(args: argparse.Namespace, workdir: Path, data: bytes) -> str:
+    """The moto pass: rates, memory (also with the big object), the ranged read's bytes."""
+    bench = Bench(workdir, max(args.mib, args.big_mib) * MIB + MIB, "moto")
     try:
         worker = bench.worker
-        print(f"gateway: gunicorn, 1 worker (pid {worker}), 8 threads; "
-              f"S3: moto server (pid {bench.moto.pid})")
+        print(f"== moto: gateway gunicorn, 1 worker (pid {worker}), 8 threads; S3: moto server "
+              f"(pid {bench.server.pid})")
         cold = vm_kib(worker)
-        # Warm both paths up (imports, clients, connection pools, part threads), untimed.
-        warm = data[:WARMUP_MIB * MIB]
-        bench.direct_put("direct/warmup.pdf", warm)
-        bench.direct_get("direct/warmup.pdf")
-        bench.gateway_put("uploads/bench/warmup.pdf", warm)
-        bench.gateway_get("uploads/bench/warmup.pdf", headers={"Range": "bytes=100-200"})
-        bench.gateway_get("uploads/bench/warmup.pdf")
-        bench.s3.delete_object(Bucket=bench.bucket, Key="direct/warmup.pdf")
-        baseline = vm_kib(worker)
+        baseline = warm_up(bench, data)
         print(f"memory: worker RSS {kib_to_mib(cold):.1f} MiB after start, "
               f"{kib_to_mib(baseline):.1f} MiB after a {WARMUP_MIB} MiB warm-up (the baseline)")
 
         runs = f"{args.repeat} runs" if args.repeat > 1 else "1 run"
         print(f"{args.mib} MiB object, {runs} each way, direct and gateway taking turns:")
-        transfers, path = measure_object(bench, data, args.repeat, compare=True)
-        rates = {(side, way): best_rate(transfers, side, way)
-                 for side in ("direct", "gateway") for way in ("upload", "download")}
-        up = rates["gateway", "upload"] / rates["direct", "upload"]
-        down = rates["gateway", "download"] / rates["direct", "download"]
-        for way, ratio, goal in (("upload", up, UPLOAD_GOAL), ("download", down, DOWNLOAD_GOAL)):
-            print(f"{way:8} best: direct {rates['direct', way]:6.1f} MiB/s, gateway "
-                  f"{rates['gateway', way]:6.1f} MiB/s; ratio gateway/direct {ratio:.2f} "
-                  f"(goal >= {goal}: {'met' if ratio >= goal else 'MISSED'})")
-        print("download: the gateway's bytes have the original's SHA-256")
+        transfers, path, key = measure_object(bench, data, args.repeat, compare=True)
+        bench.s3.delete_object(Bucket=bench.bucket, Key=key)
+        up, down = compare_rates(transfers, DOWNLOAD_GOAL)
         mem = {args.mib: memory_lines(f"{args.mib} MiB", transfers, baseline)}
 
         range_bytes = args.range_mib * MIB
         payload = ranged_read(bench, data, path, range_bytes)
 
         if args.big_mib:
-            del data, warm
             started = time.perf_counter()
             big_data = make_data(args.big_mib)
             print(f"data: {args.big_mib} MiB made in {time.perf_counter() - started:.1f} s")
             print(f"{args.big_mib} MiB object, through the gateway only:")
-            big, _ = measure_object(bench, big_data, 1, compare=False)
+            big, _, _ = measure_object(bench, big_data, 1, compare=False)
             del big_data
             mem[args.big_mib] = memory_lines(f"{args.big_mib} MiB", big, baseline)
 
@@ -412,19 +457,90 @@ def main(argv: list[str] | None = None) -> int:
             flat = f"; {args.big_mib} MiB against {args.mib} MiB: {change:+.1f} MiB"
         print(f"memory goal <= {MEMORY_GOAL_MIB} MiB growth: "
               f"{'met' if kib_to_mib(worst) <= MEMORY_GOAL_MIB else 'MISSED'}{flat}")
-        moto_peak = max(t.moto_peak_kib for t in bench.transfers)
-        print(f"memory: moto server peak RSS {kib_to_mib(moto_peak):.0f} MiB (the S3 stand-in "
+        s3_peak = max(t.s3_peak_kib for t in bench.transfers)
+        print(f"memory: moto server peak RSS {kib_to_mib(s3_peak):.0f} MiB (the S3 stand-in "
               f"keeps whole objects in memory; not the gateway)")
-        print(f"load average {load_average():.2f} at the end (the bench itself adds up to 2)")
-
         summary = " ".join(
             [f"upload={up:.2f}", f"download={down:.2f}"]
             + [f"mem{size}={kib_to_mib(kib):.0f}MiB" for size, kib in mem.items()]
             + [f"range_fetch={payload / MIB:.1f}MiB/{args.range_mib}MiB"])
-        print(f"throughput: {summary}")
-        return 0
+        print(f"throughput moto: {summary}", flush=True)
+        return summary
     finally:
         bench.close()
+
+
+def run_rgw(args: argparse.Namespace, workdir: Path, data: bytes) -> str:
+    """The Ceph RGW pass: rates, memory, and the ranged read's time to first byte."""
+    started = time.perf_counter()
+    bench = Bench(workdir, args.mib * MIB + MIB, "rgw")
+    try:
+        worker = bench.worker
+        print(f"== rgw: Ceph cluster and gateway up in {time.perf_counter() - started:.1f} s; "
+              f"gunicorn, 1 worker (pid {worker}), 8 threads; S3: radosgw (pid "
+              f"{bench.server.pid}, one memstore OSD)")
+        baseline = warm_up(bench, data)
+        runs = f"{args.repeat} runs" if args.repeat > 1 else "1 run"
+        print(f"{args.mib} MiB object, {runs} each way, direct and gateway taking turns:")
+        transfers, path, key = measure_object(bench, data, args.repeat, compare=True)
+        up, down = compare_rates(transfers, RGW_DOWNLOAD_GOAL)
+        mem = memory_lines(f"{args.mib} MiB", transfers, baseline)
+        gateway_ms, direct_ms = range_ttfb(bench, data, path, key, args.range_mib * MIB)
+        bench.s3.delete_object(Bucket=bench.bucket, Key=key)
+        summary = (f"upload={up:.2f} download={down:.2f} mem{args.mib}={kib_to_mib(mem):.0f}MiB "
+                   f"range_ttfb={gateway_ms:.1f}ms/{direct_ms:.1f}ms={gateway_ms / direct_ms:.2f}")
+        print(f"throughput rgw: {summary}", flush=True)
+        return summary
+    finally:
+        bench.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=250, help="object size in MiB")
+    parser.add_argument("--big-mib", type=int, default=1024,
+                        help="size of the big object (gateway only, for memory) in MiB; 0 skips")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each transfer")
+    parser.add_argument("--range-mib", type=int, default=1, help="size of the ranged read")
+    parser.add_argument("--engines", default="moto,rgw",
+                        help="S3 engines to run against, of moto and rgw (rgw is skipped, and "
+                             "said so, when Ceph's packages are missing)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 32 MiB, no big object, one repetition")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.mib, args.big_mib, args.repeat = 32, 0, 1
+    if args.mib < WARMUP_MIB or args.mib < 2 * args.range_mib:
+        parser.error(f"--mib must be at least {WARMUP_MIB} and twice --range-mib")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if not engines or set(engines) - {"moto", "rgw"}:
+        parser.error("--engines takes moto, rgw or both")
+
+    fake_aws_env()
+    workdir = Path(tempfile.mkdtemp(prefix="gw-bench-throughput-"))
+    load = load_average()
+    print(f"load average {load:.2f} on {os.cpu_count()} CPUs"
+          + ("  (busy machine: the rates will be noisy)" if load > 0.5 else ""))
+    started = time.perf_counter()
+    data = make_data(args.mib)
+    print(f"data: {args.mib} MiB ({PDF_MAGIC!r} then random bytes), made in "
+          f"{time.perf_counter() - started:.1f} s")
+    results: dict[str, str] = {}
+    try:
+        if "moto" in engines:
+            results["moto"] = run_moto(args, workdir, data)
+        if "rgw" in engines:
+            if RgwServer.available():
+                results["rgw"] = run_rgw(args, workdir, data)
+            else:
+                print("== rgw: skipped, Ceph is not installed (apt-get install -y "
+                      "--no-install-recommends ceph-mon ceph-osd radosgw ceph-common)")
+                results["rgw"] = "skipped"
+        print(f"load average {load_average():.2f} at the end (the bench itself adds up to 2)")
+        print("throughput: " + " | ".join(f"{name} {line}" for name, line in results.items()))
+        return 0
+    finally:
         if args.keep:
             print(f"work directory kept: {workdir}")
         else:

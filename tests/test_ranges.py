@@ -10,11 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.files.ranges import (
+    MAX_PARTS,
+    MAX_RANGE_SPECS,
     ByteRange,
     RangeNotSatisfiable,
+    RangeSetRefused,
     content_disposition,
     if_range_allows,
     parse_range,
+    parse_ranges,
 )
 
 # -- parse_range ---------------------------------------------------------------------------
@@ -127,6 +131,61 @@ def test_byte_range_checks_itself() -> None:
         ByteRange(5, 4, 10)
     with pytest.raises(ValueError):
         ByteRange(0, 10, 10)
+
+
+# -- parse_ranges ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("bytes=0-9", [(0, 9)]),
+        ("bytes=0-9,20-29", [(0, 9), (20, 29)]),
+        ("bytes=20-29,0-9", [(20, 29), (0, 9)]),  # parts in the order asked
+        ("bytes=0-9,10-19", [(0, 19)]),  # adjacent: merged, a single range
+        ("bytes=0-9,5-19", [(0, 19)]),  # overlapping: merged
+        ("bytes=500-599,0-9,590-700", [(500, 700), (0, 9)]),  # merged part where first asked
+        ("bytes=0-1,-5", [(0, 1), (995, 999)]),
+        ("bytes=0-1,2000-", [(0, 1)]),  # unsatisfiable ones dropped
+        ("bytes=0-1, ,5-6,", [(0, 1), (5, 6)]),
+        ("bytes=" + ",".join(f"{i * 100}-{i * 100 + 1}" for i in range(MAX_PARTS)),
+         [(i * 100, i * 100 + 1) for i in range(MAX_PARTS)]),
+        ("bytes=" + ",".join(f"{i * 2}-{i * 2 + 1}" for i in range(MAX_RANGE_SPECS)),
+         [(0, 2 * MAX_RANGE_SPECS - 1)]),  # many, but all touching: one range
+    ],
+)
+def test_several_ranges(header: str, expected: list[tuple[int, int]]) -> None:
+    assert parse_ranges(header, 1000) == [ByteRange(a, b, 1000) for a, b in expected]
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("bytes=" + ",".join(f"{i * 2}-{i * 2 + 1}" for i in range(MAX_RANGE_SPECS + 1)),
+         f"{MAX_RANGE_SPECS + 1} ranges"),
+        ("bytes=" + ",".join(f"{i * 100}-{i * 100 + 1}" for i in range(MAX_PARTS + 1)),
+         f"{MAX_PARTS + 1} separate ranges"),
+        ("bytes=0-100,50-150,60-70", "3 overlapping"),
+        ("bytes=0-,0-,0-", "3 overlapping"),
+    ],
+)
+def test_abusive_range_sets_are_refused(header: str, reason: str) -> None:
+    with pytest.raises(RangeSetRefused) as info:
+        parse_ranges(header, 1000)
+    assert reason in info.value.reason and reason in str(info.value)
+    assert info.value.status == 416 and info.value.headers == {"Content-Range": "bytes */1000"}
+
+
+@pytest.mark.parametrize("header", [None, "bytes=0-1,a-b", "bytes=0-1,5-4", "items=0-1,3-4",
+                                    "bytes=" + ",".join(["x"] * (MAX_RANGE_SPECS + 1))])
+def test_several_ranges_ignored(header: str | None) -> None:
+    assert parse_ranges(header, 1000) is None
+
+
+def test_no_satisfiable_range_in_a_set() -> None:
+    with pytest.raises(RangeNotSatisfiable) as info:
+        parse_ranges("bytes=1000-,2000-3000,-0", 1000)
+    assert not isinstance(info.value, RangeSetRefused)
 
 
 _SPEC = st.one_of(

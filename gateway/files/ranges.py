@@ -2,10 +2,22 @@
 
 Pure functions over header values and a known object size; no I/O, no web framework.
 
-Only a single ``bytes`` range is served.  A header the gateway does not serve (another unit,
-several ranges, or a syntax error) is ignored, as RFC 9110 permits, and the whole object is
-sent with ``200``.  A well-formed range that does not overlap the object raises
-:class:`RangeNotSatisfiable`, answered ``416`` with ``Content-Range: bytes */SIZE``.
+A header the gateway does not serve (another unit, or a syntax error in any range-spec) is
+ignored, as RFC 9110 permits, and the whole object is sent with ``200``.  A well-formed range
+set none of whose ranges overlaps the object raises :class:`RangeNotSatisfiable`, answered
+``416`` with ``Content-Range: bytes */SIZE``.
+
+:func:`parse_ranges` also serves several ranges (``206 multipart/byteranges``, RFC 9110,
+section 14.6): unsatisfiable ranges are dropped, ranges that overlap or touch (lie within
+:data:`COALESCE_GAP` bytes of each other) are merged (parts then follow the order in which
+their first range was asked), and one range left is answered as a single range. Range sets
+that only a broken client or an attack sends (RFC 9110, section 14.2) are refused with
+:class:`RangeSetRefused`, a ``416``, rather than served whole: a whole answer would cost the
+bucket and the network the entire object for each such request. Refused are more than
+:data:`MAX_RANGE_SPECS` range-specs, more than two ranges that overlap another, and more than
+:data:`MAX_PARTS` parts after merging (which also bounds a set of tiny ranges spread over a
+large object: each part costs at most two segments' worth of reading).
+:func:`parse_range` is the single-range form.
 """
 from __future__ import annotations
 
@@ -22,15 +34,26 @@ from ..errors import GatewayError
 __all__ = [
     "ByteRange",
     "RangeNotSatisfiable",
+    "COALESCE_GAP",
+    "MAX_PARTS",
+    "MAX_RANGE_SPECS",
+    "RangeSetRefused",
     "content_disposition",
     "if_range_allows",
     "parse_range",
+    "parse_ranges",
 ]
 
 _RANGE_SPEC = re.compile(r"(\d*)-(\d*)", re.ASCII)
 # Positions longer than this are beyond any object; they are compared as "infinitely far"
 # instead of being converted (Python refuses to convert very long digit strings).
 _MAX_DIGITS = 20
+#: range-specs in one header beyond which it is refused, whatever they ask
+MAX_RANGE_SPECS = 16
+#: parts of a multipart answer, after merging, beyond which it is refused
+MAX_PARTS = 8
+#: ranges this close (0: adjacent) are merged into one part
+COALESCE_GAP = 0
 
 
 class RangeNotSatisfiable(GatewayError, ValueError):
@@ -48,6 +71,20 @@ class RangeNotSatisfiable(GatewayError, ValueError):
         self.content_range = f"bytes */{size}"
         super().__init__(f"the requested range is outside the object's {size} bytes",
                          headers={"Content-Range": self.content_range})
+
+
+class RangeSetRefused(RangeNotSatisfiable):
+    """A range set the gateway will not serve (too many, or too many overlapping, ranges).
+
+    :ivar reason: what was refused, for the audit trail
+    """
+
+    def __init__(self, size: int, reason: str) -> None:
+        self.size = size
+        self.reason = reason
+        self.content_range = f"bytes */{size}"
+        GatewayError.__init__(self, f"the requested ranges are refused: {reason}",
+                              headers={"Content-Range": self.content_range})
 
 
 @dataclass(frozen=True)
@@ -78,8 +115,48 @@ class ByteRange:
         return f"bytes {self.start}-{self.end}/{self.size}"
 
 
+def _specs(header: str | None) -> list[str] | None:
+    """The range-specs of a ``bytes`` Range header, or ``None`` if it is to be ignored."""
+    if header is None:
+        return None
+    unit, sep, range_set = header.strip().partition("=")
+    if not sep or unit.strip().lower() != "bytes":
+        return None
+    # A list may carry empty elements (RFC 9110, section 5.6.1); they do not count.
+    specs = [spec.strip(" \t") for spec in range_set.split(",")]
+    specs = [spec for spec in specs if spec]
+    return specs or None
+
+
+_INVALID = object()  # a range-spec with a syntax error: the whole header is ignored
+
+
+def _spec_range(spec: str, size: int) -> ByteRange | None | object:
+    """One range-spec's range, ``None`` if it does not overlap the object, or
+    :data:`_INVALID`."""
+    match = _RANGE_SPEC.fullmatch(spec)
+    if match is None:
+        return _INVALID
+    first_text, last_text = match.groups()
+    if first_text == "":
+        if last_text == "":
+            return _INVALID  # "bytes=-" is not a range
+        suffix = _position(last_text)
+        if suffix == 0 or size == 0:
+            return None
+        return ByteRange(max(0, size - suffix), size - 1, size)
+    first = _position(first_text)
+    last = _position(last_text) if last_text else None
+    if last is not None and last < first:
+        return _INVALID  # invalid range-spec: ignore the header
+    if first >= size:
+        return None
+    end = size - 1 if last is None else min(last, size - 1)
+    return ByteRange(first, end, size)
+
+
 def parse_range(header: str | None, size: int) -> ByteRange | None:
-    """Decide what a ``Range`` header asks of an object of ``size`` bytes.
+    """Decide what a ``Range`` header asks of an object of ``size`` bytes (one range only).
 
     Supported forms: ``bytes=FIRST-LAST``, ``bytes=FIRST-`` and the suffix ``bytes=-N`` (the last
     N bytes).  A ``LAST`` beyond the object is clamped to its end, and a suffix longer than the
@@ -94,37 +171,73 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     """
     if size < 0:
         raise ValueError("size must not be negative")
-    if header is None:
+    specs = _specs(header)
+    if specs is None or len(specs) != 1:
         return None
-    unit, sep, range_set = header.strip().partition("=")
-    if not sep or unit.strip().lower() != "bytes":
+    result = _spec_range(specs[0], size)
+    if result is _INVALID:
         return None
-    # A list may carry empty elements (RFC 9110, section 5.6.1); they do not count.
-    specs = [spec.strip(" \t") for spec in range_set.split(",")]
-    specs = [spec for spec in specs if spec]
-    if len(specs) != 1:
-        return None
-    match = _RANGE_SPEC.fullmatch(specs[0])
-    if match is None:
-        return None
-    first_text, last_text = match.groups()
-
-    if first_text == "":
-        if last_text == "":
-            return None  # "bytes=-" is not a range
-        suffix = _position(last_text)
-        if suffix == 0 or size == 0:
-            raise RangeNotSatisfiable(size)
-        return ByteRange(max(0, size - suffix), size - 1, size)
-
-    first = _position(first_text)
-    last = _position(last_text) if last_text else None
-    if last is not None and last < first:
-        return None  # invalid range-spec: ignore the header
-    if first >= size:
+    if result is None:
         raise RangeNotSatisfiable(size)
-    end = size - 1 if last is None else min(last, size - 1)
-    return ByteRange(first, end, size)
+    return result  # type: ignore[return-value]
+
+
+def parse_ranges(header: str | None, size: int) -> list[ByteRange] | None:
+    """Decide what a ``Range`` header with one or several ranges asks of an object.
+
+    :returns: ``None`` to serve the whole object with ``200`` (no header, another unit, or a
+        syntax error in any range-spec); else the parts to serve with ``206``, one (a single
+        range) or up to :data:`MAX_PARTS` (``multipart/byteranges``), merged as the module
+        says, each within the object
+    :raises RangeSetRefused: for the abusive range sets the module lists
+    :raises RangeNotSatisfiable: when no range overlaps the object
+    """
+    if size < 0:
+        raise ValueError("size must not be negative")
+    specs = _specs(header)
+    if specs is None:
+        return None
+    if len(specs) > MAX_RANGE_SPECS:
+        # refused before even reading them: no more work than their count
+        if all(_RANGE_SPEC.fullmatch(spec) for spec in specs):
+            raise RangeSetRefused(size, f"{len(specs)} ranges (at most {MAX_RANGE_SPECS})")
+        return None
+    asked: list[ByteRange] = []
+    for spec in specs:
+        result = _spec_range(spec, size)
+        if result is _INVALID:
+            return None
+        if result is not None:
+            asked.append(result)  # type: ignore[arg-type]
+    if not asked:
+        raise RangeNotSatisfiable(size)
+    if len(asked) == 1:
+        return asked
+    overlapping = sum(
+        1 for i, a in enumerate(asked)
+        if any(i != j and a.start <= b.end and b.start <= a.end for j, b in enumerate(asked)))
+    if overlapping > 2:
+        raise RangeSetRefused(size, f"{overlapping} overlapping ranges (at most 2)")
+    parts = _merged(asked)
+    if len(parts) > MAX_PARTS:
+        raise RangeSetRefused(size, f"{len(parts)} separate ranges (at most {MAX_PARTS})")
+    return parts
+
+
+def _merged(asked: list[ByteRange]) -> list[ByteRange]:
+    """Ranges merged where they overlap or lie within :data:`COALESCE_GAP` bytes; each
+    merged part in the place of its first-asked range."""
+    order = sorted(range(len(asked)), key=lambda i: (asked[i].start, asked[i].end))
+    groups: list[tuple[int, int, int]] = []  # (first index asked, start, end)
+    for i in order:
+        r = asked[i]
+        if groups and r.start <= groups[-1][2] + 1 + COALESCE_GAP:
+            first, start, end = groups[-1]
+            groups[-1] = (min(first, i), start, max(end, r.end))
+        else:
+            groups.append((i, r.start, r.end))
+    size = asked[0].size
+    return [ByteRange(start, end, size) for _, start, end in sorted(groups)]
 
 
 def _position(digits: str) -> int:

@@ -12,9 +12,11 @@ while bytes stream to or from a client.
 from __future__ import annotations
 
 import hashlib
+import itertools
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -28,11 +30,20 @@ from ..errors import GatewayError
 from ..keys import Keyring
 from ..principal import Actor
 from ..storage import ObjectStore, StorageNotFound, UploadWriter, read_ahead
-from .downloads import Download, checked, etag_of, plaintext
+from . import downloads
+from .downloads import Download, etag_of, plaintext
 from .errors import BadRange, Conflict, Forbidden, NotFound, TooLarge, UnsupportedType
 from .paths import ObjectPath, PathError, folded_name, normalize_path, normalize_prefix
-from .ranges import ByteRange, RangeNotSatisfiable, if_range_allows, parse_range
+from .ranges import (
+    ByteRange,
+    RangeNotSatisfiable,
+    RangeSetRefused,
+    if_range_allows,
+    parse_ranges,
+)
 from .sniff import SNIFF_BYTES, check_upload
+
+T = TypeVar("T")
 
 READ_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
 WRITE_ROLES = frozenset({Role.STAFF.value, Role.ADMIN.value})
@@ -423,67 +434,101 @@ class ObjectService:
         download: bool = False,
         via: str | None = None,
     ) -> Download:
-        """Prepare a GET/HEAD answer; keys are unwrapped and the header authenticated first.
+        """Prepare a GET/HEAD answer; keys are unwrapped and the first bytes authenticated first.
 
         The audit row is written here, before any byte flows; the body iterator writes the
-        closing row with the bytes actually sent, or an integrity-failure row.
+        closing row with the bytes actually sent, or an integrity-failure row. Several ranges
+        are answered ``206 multipart/byteranges``, each part read and authenticated like a
+        single range.
         """
         etag = etag_of(obj)
-        byte_range = self._requested_range(actor, obj, range_header, if_range, etag)
-        action = "range_read" if byte_range else ("download" if download else "view")
-        status = 206 if byte_range else 200
+        ranges = self._requested_range(actor, obj, range_header, if_range, etag)
+        byte_range = ranges[0] if ranges and len(ranges) == 1 else None
+        multi = ranges if ranges and len(ranges) > 1 else []
+        action = "range_read" if ranges else ("download" if download else "view")
+        status = 206 if ranges else 200
         length = byte_range.length if byte_range else obj.size
+        content_type = None
+        boundary = ""
         detail: dict = {"method": "HEAD" if head else "GET"}
         if via:
             detail["via"] = via
-        if byte_range:
-            detail["range"] = f"{byte_range.start}-{byte_range.end}"
+        if ranges:
+            detail["range"] = ",".join(f"{r.start}-{r.end}" for r in ranges)
+        if multi:
+            boundary = downloads.boundary()
+            content_type = f"multipart/byteranges; boundary={boundary}"
+            length = downloads.multipart_length(boundary, obj.content_type, multi)
 
         sse_key, data_key = self._keys(actor, obj)
         if head:
             self._record(actor, action, "success", obj=obj, status=status, nbytes=0, detail=detail)
-            return Download(obj, status, length, byte_range, None, etag)
+            return Download(obj, status, length, byte_range, None, etag, multi, content_type)
 
+        if multi:
+            def opener(o: StoredObject, dk: bytes | None, sk: bytes | None) -> Iterator[bytes]:
+                openers = downloads.open_ranges(self.store, o, dk, sk, multi)
+                return downloads.multipart(boundary, o.content_type, multi, openers)
+        else:
+            def opener(o: StoredObject, dk: bytes | None, sk: bytes | None) -> Iterator[bytes]:
+                return plaintext(self.store, o, dk, sk, byte_range)
+        # The bucket is asked while the opening row is written: the two overlap, and nothing
+        # reaches the client before the row is on record (if it cannot be written, the bytes
+        # fetched are dropped).
+        early = downloads.OPENING.submit(opener, obj, data_key, sse_key)
         self._record(actor, action, "started", obj=obj, status=status, detail=detail)
-        obj, body = self._first_bytes(actor, obj, action, detail, sse_key, data_key, byte_range)
+        obj, body = self._first_bytes(actor, obj, action, detail, sse_key, data_key, opener,
+                                      early)
         return Download(obj, status, length, byte_range,
-                        self._audited(actor, obj, action, status, detail, body, byte_range), etag)
+                        self._audited(actor, obj, action, status, detail, body, length), etag,
+                        multi, content_type)
 
     def _requested_range(self, actor: Actor, obj: StoredObject, range_header: str | None,
-                         if_range: str | None, etag: str) -> ByteRange | None:
-        """The range to serve (``None``: the whole object); a 416 is audited."""
+                         if_range: str | None, etag: str) -> list[ByteRange] | None:
+        """The ranges to serve (``None``: the whole object); a 416 is audited."""
         try:
             if if_range_allows(if_range, etag, obj.created_at):
-                return parse_range(range_header, obj.size)
+                return parse_ranges(range_header, obj.size)
             return None
-        except RangeNotSatisfiable:
-            self._record(actor, "range_read", "failure", obj=obj, status=416,
-                         detail={"range": (range_header or "")[:100]})
-            raise BadRange("the requested range is not satisfiable",
+        except RangeNotSatisfiable as exc:
+            refused = isinstance(exc, RangeSetRefused)
+            detail = {"range": (range_header or "")[:100]}
+            if refused:
+                detail["reason"] = exc.reason  # type: ignore[attr-defined]
+            self._record(actor, "range_read", "denied" if refused else "failure", obj=obj,
+                         status=416, detail=detail)
+            raise BadRange(exc.message if refused else "the requested range is not satisfiable",
                            headers={"Content-Range": f"bytes */{obj.size}"}) from None
 
     def _first_bytes(self, actor: Actor, obj: StoredObject, action: str, detail: dict,
                      sse_key: bytes | None, data_key: bytes | None,
-                     byte_range: ByteRange | None) -> tuple[StoredObject, Iterator[bytes]]:
-        """Open the plaintext stream before any byte is sent: ``(object, body)``.
+                     opener: Callable[[StoredObject, bytes | None, bytes | None], T],
+                     early: Future[T] | None = None) -> tuple[StoredObject, T]:
+        """Open the plaintext before any byte is sent: ``(object, opener's result)``;
+        ``early`` is the first attempt, already under way.
 
         A rotation job may have moved the object to a new S3 key (and deleted the old one)
-        since the row was read: the row is followed, up to :data:`MOVED_RETRIES` times.
+        since the row was read: the row is followed, up to :data:`MOVED_RETRIES` times. An
+        object gone from the bucket while its row is live is an integrity failure (502).
         Failures are audited (``aborted``, or an integrity failure) and raised.
         """
         for attempt in range(MOVED_RETRIES + 1):
             try:
-                return obj, plaintext(self.store, obj, data_key, sse_key, byte_range)
-            except StorageNotFound as exc:
+                if attempt == 0 and early is not None:
+                    return obj, early.result()
+                return obj, opener(obj, data_key, sse_key)
+            except StorageNotFound:
                 moved = self._moved(obj) if attempt < MOVED_RETRIES else None
                 if moved is None:
-                    self._record(actor, action, "aborted", obj=obj, status=502, nbytes=0,
-                                 detail={**detail, "reason": type(exc).__name__})
-                    raise
+                    self._integrity_failure(actor, obj, 0, "object missing from the bucket",
+                                            missing=True)
+                    raise envelope.DecryptionError(
+                        f"object {obj.id} is missing from the bucket") from None
                 obj = moved
                 sse_key, data_key = self._keys(actor, obj)
             except envelope.DecryptionError:
-                self._integrity_failure(actor, obj, 0, "object header failed authentication")
+                self._integrity_failure(actor, obj, 0, "object header or first segment failed "
+                                        "authentication")
                 raise
             except BaseException as exc:
                 self._record(actor, action, "aborted", obj=obj, status=502, nbytes=0,
@@ -513,16 +558,15 @@ class ObjectService:
         return row
 
     def _audited(self, actor: Actor, obj: StoredObject, action: str, status: int, detail: dict,
-                 body: Iterator[bytes], byte_range: ByteRange | None) -> Iterator[bytes]:
-        """Yield ``body``; record how the transfer ended. A full read's SHA-256 is checked.
+                 body: Iterator[bytes], expected: int) -> Iterator[bytes]:
+        """Yield ``body`` (``expected`` bytes); record how the transfer ended.
 
         The closing row is written before the last bytes are released: if the audit log
         cannot take it, the response is cut short and the client never holds a complete copy
-        whose delivery is not on record. Decryption and hashing run in a thread a few segments
-        ahead of the writes to the client (:func:`~gateway.storage.streams.read_ahead`), so the two
-        overlap.
+        whose delivery is not on record. Decryption (and an SSE-C object's hashing) run in a
+        thread a few segments ahead of the writes to the client
+        (:func:`~gateway.storage.streams.read_ahead`), so the two overlap.
         """
-        expected = byte_range.length if byte_range is not None else obj.size
         sent = 0
         closed = False  # the closing row was written (or attempted: never twice)
 
@@ -533,9 +577,12 @@ class ObjectService:
                          nbytes=sent if nbytes is None else nbytes,
                          detail={**detail, **({"reason": reason} if reason else {})})
 
-        ahead = read_ahead(body if byte_range is not None else checked(body, obj), DOWNLOAD_AHEAD)
+        # The first chunk is ready (the stream was opened and authenticated beforehand): it goes
+        # out from this thread at once, the read-ahead thread starts with the second.
+        body = iter(body)
+        rest = read_ahead(body, DOWNLOAD_AHEAD)
         try:
-            for chunk in ahead:
+            for chunk in itertools.chain(itertools.islice(body, 1), rest):
                 if sent + len(chunk) >= expected:
                     close("completed", nbytes=sent + len(chunk))
                 sent += len(chunk)
@@ -546,6 +593,11 @@ class ObjectService:
             closed = True
             self._integrity_failure(actor, obj, sent, "segment or checksum failed authentication")
             raise
+        except StorageNotFound:
+            closed = True
+            self._integrity_failure(actor, obj, sent, "object missing from the bucket",
+                                    missing=True)
+            raise
         except GeneratorExit:
             if not closed:
                 close("aborted", "client went away")
@@ -555,11 +607,15 @@ class ObjectService:
                 close("aborted", type(exc).__name__)
             raise
         finally:
-            ahead.close()  # type: ignore[attr-defined]
+            rest.close()  # type: ignore[attr-defined]
 
-    def _integrity_failure(self, actor: Actor, obj: StoredObject, sent: int, reason: str) -> None:
+    def _integrity_failure(self, actor: Actor, obj: StoredObject, sent: int, reason: str, *,
+                           missing: bool = False) -> None:
+        detail = {"reason": reason, "s3_key": obj.s3_key}
+        if missing:
+            detail["missing"] = True
         self._record(actor, "integrity_failure", "integrity_failure", obj=obj, status=502,
-                     nbytes=sent, detail={"reason": reason, "s3_key": obj.s3_key})
+                     nbytes=sent, detail=detail)
 
     # -- delete ----------------------------------------------------------------------------
 

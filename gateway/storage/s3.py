@@ -91,6 +91,9 @@ class ObjectStore:
             ),
         )
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-parts")
+        # small reads made beside a download's main request (a ranged read's header), apart
+        # from the upload parts so that they never queue behind them
+        self._reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-reads")
 
     @property
     def _plain_http(self) -> bool:
@@ -153,6 +156,11 @@ class ObjectStore:
         return b"".join(self.iter_object(key, start=start, end_inclusive=end_inclusive,
                                          sse_c=sse_c, ahead=0))
 
+    def get_range_bytes_async(self, key: str, start: int, end_inclusive: int, *,
+                              sse_c: bytes | None = None) -> Future[bytes]:
+        """:meth:`get_range_bytes` made by a thread, so that it overlaps another request."""
+        return self._reads.submit(self.get_range_bytes, key, start, end_inclusive, sse_c=sse_c)
+
     def head(self, key: str, *, sse_c: bytes | None = None) -> StoredInfo:
         resp = self._call("head_object", key=key, sse_c=sse_c is not None, Key=key,
                           **ssec_params(sse_c))
@@ -171,22 +179,31 @@ class ObjectStore:
         sse_c: bytes | None = None,
         chunk_size: int = READ_CHUNK,
         ahead: int = READ_AHEAD,
+        first_chunk: int | None = None,
     ) -> Iterator[bytes]:
         """Stream an object's bytes, or the byte range ``start..end_inclusive`` of it.
 
         The request is made before the first chunk is yielded, so a missing object fails at
         the call, not half-way through a response. With ``ahead`` > 0 a thread reads up to
-        that many chunks ahead of the consumer.
+        that many chunks ahead of the consumer. Chunks hold ``chunk_size`` bytes (the last
+        one fewer), after a first one of ``first_chunk`` bytes when given (a header read
+        apart, so that the chunks after it line up with the records the caller decodes).
         """
         extra: dict[str, Any] = ssec_params(sse_c)
         if start is not None:
             extra["Range"] = f"bytes={start}-{'' if end_inclusive is None else end_inclusive}"
         resp = self._call("get_object", key=key, sse_c=sse_c is not None, Key=key, **extra)
-        chunks = self._iter_body(resp["Body"], chunk_size, key)
+        chunks = self._iter_body(resp["Body"], chunk_size, key, first_chunk)
         return read_ahead(chunks, ahead) if ahead > 0 else chunks
 
-    def _iter_body(self, body: Any, chunk_size: int, key: str) -> Iterator[bytes]:
+    def _iter_body(self, body: Any, chunk_size: int, key: str,
+                   first_chunk: int | None = None) -> Iterator[bytes]:
         try:
+            if first_chunk:
+                chunk = body.read(first_chunk)
+                if not chunk:
+                    return
+                yield chunk
             for chunk in body.iter_chunks(chunk_size):
                 if chunk:
                     yield chunk

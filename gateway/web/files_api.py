@@ -165,7 +165,7 @@ def _serve(actor: Actor, obj: StoredObject, via: str | None = None) -> Response:
     )
     inline = is_inline(obj.content_type) and not download
     headers = {
-        "Content-Type": obj.content_type,
+        "Content-Type": result.content_type or obj.content_type,
         "Content-Length": str(result.length),
         "Accept-Ranges": "bytes",
         "ETag": result.etag,
