@@ -22,6 +22,7 @@ from .web import (
     headers,
     health,
     manage_api,
+    openapi,
     pages,
     uploads_api,
 )
@@ -87,6 +88,7 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin_pages.bp)
+    app.register_blueprint(openapi.bp)
     for api in (files_api, manage_api, uploads_api, audit_api, admin_api):
         app.register_blueprint(api.bp)
         auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes

@@ -59,7 +59,9 @@ def init_app(app: Flask) -> None:
         status = exc.code or 500
         if status == 413:
             code = "too_large"
-        return error_response(status, code, exc.description or exc.name or "error")
+        # keep what the exception says about the answer (a 405's Allow, RFC 9110 15.5.6)
+        kept = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
+        return error_response(status, code, exc.description or exc.name or "error", kept)
 
     @app.errorhandler(Exception)
     def _any_error(exc: Exception) -> Response:
