@@ -15,6 +15,7 @@ from .web import (
     auth,
     context,
     errors,
+    file_pages,
     files_api,
     headers,
     health,
@@ -73,6 +74,7 @@ def create_app(
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(file_pages.bp)
     for api in (files_api, manage_api, uploads_api, audit_api):
         app.register_blueprint(api.bp)
         auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes
