@@ -222,7 +222,7 @@
       list.appendChild(li);
     });
     if (keep.indexOf(prefix) >= 0 && empty) {
-      empty.textContent = "This folder is new. Add files above: the folder is kept once it holds a file.";
+      empty.textContent = "This folder is new and empty. Add files to it: the folder is kept once it holds a file.";
     }
   }
 

@@ -75,7 +75,7 @@
     var update = function () {
       var s = secondsLeft();
       text.textContent = "You will be signed out in " + s + (s === 1 ? " second" : " seconds") +
-        " because nothing was done on this page. Unsaved work in this tab is lost when that happens.";
+        " because there has been no activity. Choose Stay signed in to keep working.";
     };
     update();
     clearInterval(tick);

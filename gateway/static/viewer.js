@@ -64,15 +64,21 @@
         status.hidden = true;
         pager.hidden = pages < 2;
         pageLabel.textContent = "Page " + (current + 1) + " of " + pages;
-        prevPage.disabled = current === 0;
-        nextPage.disabled = current >= pages - 1;
       }).catch(function (err) {
         status.textContent = err.message || GW.message("no_preview", 415);
       });
     };
-    prevPage.addEventListener("click", function () { GW.guard(prevPage, function () { return showPage(current - 1); }); });
-    nextPage.addEventListener("click", function () { GW.guard(nextPage, function () { return showPage(current + 1); }); });
-    showPage(0);
+    var updatePager = function () {
+      prevPage.disabled = current === 0;
+      nextPage.disabled = current >= pages - 1;
+    };
+    prevPage.addEventListener("click", function () {
+      GW.guard(prevPage, function () { return showPage(current - 1); }).then(updatePager);
+    });
+    nextPage.addEventListener("click", function () {
+      GW.guard(nextPage, function () { return showPage(current + 1); }).then(updatePager);
+    });
+    showPage(0).then(updatePager);
   }
 
   /* -- share a link ------------------------------------------------------------------------ */

@@ -125,6 +125,9 @@ def preview_image(path: str) -> Response:
     svc = services().objects
     obj = svc.find(actor, path, "view")
     if obj.size > MAX_PREVIEW_BYTES:
+        services().audit.record(action="view", outcome="denied", actor=actor, object_id=obj.id,
+                                object_path=obj.path, http_status=413,
+                                detail={"reason": "too large to preview", "size": obj.size})
         raise PreviewTooLarge(f"this file is larger than {MAX_PREVIEW_BYTES // (1024 * 1024)} MB, "
                               "too large to preview: download it instead")
     page_arg = request.args.get("page", "0")
