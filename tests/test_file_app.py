@@ -8,7 +8,6 @@ Screenshots of the main pages are written to docs/screenshots/files-*.png.
 from __future__ import annotations
 
 import io
-import json
 import re
 from pathlib import Path
 from typing import Iterator
@@ -370,7 +369,11 @@ def test_at_phone_width_every_page_fits_and_works_by_keyboard(live: LiveGateway,
         no_horizontal_scroll(page)
         shot(page, "viewer-phone")
         assert axe(page) == []
+        gone = page.request.delete(live.url + "/api/v1/files/templates/ward7b/consent-form.pdf",
+                                   headers={"X-CSRFToken": csrf(page)})
+        assert gone.status == 204
         page.goto(live.url + "/files/trash")
+        assert page.is_visible("button[aria-label='Restore consent-form.pdf']")
         no_horizontal_scroll(page)
         shot(page, "trash-phone")
         assert axe(page) == []
