@@ -106,6 +106,25 @@
     window.location.href = "/login?" + (reason === false ? "" : "reason=idle&") + "next=" + encodeURIComponent(here);
   }
 
+  /* Every request this page makes counts as activity at the gateway: fetch and XHR (the
+     uploader, the audit console) tell the timer too. */
+  if (window.fetch) {
+    var plainFetch = window.fetch;
+    window.fetch = function () {
+      return plainFetch.apply(this, arguments).then(function (resp) {
+        if (resp.status !== 401) touch();
+        return resp;
+      });
+    };
+  }
+  if (window.XMLHttpRequest) {
+    var plainSend = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function () {
+      this.addEventListener("loadend", function () { if (this.status && this.status !== 401) touch(); });
+      return plainSend.apply(this, arguments);
+    };
+  }
+
   window.GWSession = { touch: touch, ended: end, secondsLeft: secondsLeft };
   window.__gwLast = now();  // this page's own request
   try { localStorage.setItem(KEY, String(window.__gwLast)); } catch (e) { /* ignore */ }

@@ -29,7 +29,9 @@
       }, function () { showError(mediaError, GW.message("network", 0)); });
     });
     player.addEventListener("playing", function () { if (window.GWSession) window.GWSession.touch(); });
-    player.addEventListener("seeked", function () { if (window.GWSession) window.GWSession.touch(); });
+    ["seeked", "progress"].forEach(function (name) {  // the player's Range requests
+      player.addEventListener(name, function () { if (window.GWSession) window.GWSession.touch(); });
+    });
   }
 
   /* -- previews of HEIC photos and TIFF scans, page by page ------------------------------- */
