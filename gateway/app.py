@@ -18,6 +18,7 @@ from .web import (
     auth,
     context,
     errors,
+    file_pages,
     files_api,
     headers,
     health,
@@ -89,6 +90,7 @@ def create_app(
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin_pages.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(file_pages.bp)
     for api in (files_api, manage_api, uploads_api, audit_api, admin_api):
         app.register_blueprint(api.bp)
         auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes

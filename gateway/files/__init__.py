@@ -8,7 +8,7 @@ streaming multipart parser), :mod:`.errors`. ``paths``, ``sniff`` and ``ranges``
 May import: :mod:`gateway.errors`, :mod:`gateway.principal`, :mod:`gateway.crypto`,
 :mod:`gateway.db`, :mod:`gateway.storage`, :mod:`gateway.keys` and :mod:`gateway.audit`
 (the service is handed its keyring, store and audit log); werkzeug's sans-I/O multipart
-parser. Never Flask, click or :mod:`gateway.services`.
+parser; Pillow and pillow-heif (:mod:`.previews`, pictures converted in memory). Never Flask, click or :mod:`gateway.services`.
 """
 from .catalog import Catalog, Folder, Page
 from .downloads import Download, etag_of

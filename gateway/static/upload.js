@@ -399,6 +399,9 @@
     li.bar.value = 100;
     setState(li, "done", "Uploaded and encrypted: saved as " + file.meta.folder
              + file.meta.filename + ".");
+    // pages that list the folder (the file browser) refresh on this
+    document.dispatchEvent(new CustomEvent("gateway:uploaded", {
+      detail: { path: file.meta.folder + file.meta.filename } }));
   });
 
   uppy.on("file-removed", function (file) {
