@@ -3,11 +3,13 @@ the viewer (pictures, PDFs, video with seeking, previews of HEIC and TIFF), rena
 sharing, delete and the trash, versions, plain-language messages, the idle warning, phone
 width and keyboard, and axe-core's accessibility check on every page.
 
-Screenshots of the main pages are written to docs/screenshots/files-*.png.
+Screenshots of the main pages are written to docs/screenshots/files-*.png with
+GATEWAY_SCREENSHOTS=1.
 """
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -71,8 +73,14 @@ def no_horizontal_scroll(page) -> None:
 
 
 def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"files-{name}.png"), full_page=True)
+    """A screenshot into the test's run; into docs/screenshots/ too with GATEWAY_SCREENSHOTS=1
+    (to refresh the ones the documentation shows)."""
+    import tempfile
+
+    target = SHOTS if os.environ.get("GATEWAY_SCREENSHOTS") == "1" else \
+        Path(tempfile.gettempdir()) / "gateway-screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / f"files-{name}.png"), full_page=True)
 
 
 def png(size: tuple[int, int], colour: str) -> bytes:
@@ -401,7 +409,7 @@ def test_what_staff_may_not_do_is_not_offered_and_errors_are_pages(live: LiveGat
     assert resp.status == 404
     assert page.text_content("h1") == "This file or page was not found"
     assert page.is_visible("text=Go to your files")
-    assert ("view", "failure", 404) in audit_rows(live, "uploads/shared/gone.pdf")
+    assert ("view", "denied", 404) in audit_rows(live, "uploads/shared/gone.pdf")
     shot(page, "not-found")
     assert axe(page) == []
 
