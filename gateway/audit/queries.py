@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..db.models import AuditEvent
 from ..db.prefix import prefix_condition
 from .events import SYSTEM_CHAIN, Action, FilterError, Outcome
+from .review import outside_condition
 
 
 def _as_values(value: Any, enum: type[Enum]) -> list[str] | None:
@@ -103,6 +104,8 @@ def _conditions(
     object_id: str | None = None, object_path: str | None = None, action: Any = None,
     outcome: Any = None, since: datetime | None = None, until: datetime | None = None,
     name: str | None = None, exclude_queries_of: int | None = None,
+    http_status: int | None = None,
+    outside: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if org_id is None:
@@ -129,6 +132,10 @@ def _conditions(
             conds.append(AuditEvent.object_path == object_path)
     if name:
         conds.append(name_condition(name))
+    if http_status is not None:
+        conds.append(AuditEvent.http_status == http_status)
+    if outside is not None:
+        conds.append(outside_condition(outside))
     if exclude_queries_of is not None:
         # the auditor's own searches and exports: recorded, but left out of what they read
         conds.append(or_(AuditEvent.user_id.is_(None),
@@ -181,6 +188,8 @@ def query(
     all_orgs: bool = False,
     name: str | None = None,
     exclude_queries_of: int | None = None,
+    http_status: int | None = None,
+    outside: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> list[AuditEvent]:
     """One page of events, oldest first (or newest first with ``descending``).
 
@@ -193,6 +202,8 @@ def query(
         names starting with it.
     :param exclude_queries_of: a user id whose ``audit_query`` and ``audit_export`` rows are
         left out (an auditor hiding their own searches).
+    :param http_status: the HTTP status answered (``429``: throttled).
+    :param outside: UTC intervals (the working hours): a person's access at none of them.
     :param since: inclusive; ``until``: exclusive. Timezone-aware.
     :param after: keyset cursor: the last ``seq`` of the previous page (the last row ``id``
         for a query of every organisation).
@@ -203,17 +214,20 @@ def query(
         raise ValueError("limit must be at least 1")
     conds = _conditions(org_id=org_id, all_orgs=all_orgs, user=user, object_id=object_id,
                         object_path=object_path, action=action, outcome=outcome, since=since,
-                        until=until, name=name, exclude_queries_of=exclude_queries_of)
+                        until=until, name=name, exclude_queries_of=exclude_queries_of,
+                        http_status=http_status, outside=outside)
     conds, order = _keyed(conds, org_id, after, descending)
     return list(session.scalars(select(AuditEvent).where(*conds).order_by(order).limit(limit)))
 
 
 def count(session: Session, *, org_id: str | None, all_orgs: bool = False,
           **filters: Any) -> int:
-    """How many events match (the filters of :func:`query`, no paging)."""
-    filters.pop("descending", None)
-    filters.pop("after", None)
+    """How many events match (the filters of :func:`query`; with ``after``, those beyond the
+    cursor in the order of ``descending``)."""
+    descending = filters.pop("descending", False)
+    after = filters.pop("after", None)
     conds = _conditions(org_id=org_id, all_orgs=all_orgs, **filters)
+    conds, _ = _keyed(conds, org_id, after, descending)
     return session.scalar(select(func.count()).select_from(AuditEvent).where(*conds)) or 0
 
 
