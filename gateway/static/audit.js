@@ -29,7 +29,7 @@
     const d = new Date(iso);
     if (isNaN(d)) return "";
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" +
-      pad(d.getHours()) + ":" + pad(d.getMinutes());
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
   }
   function toUtc(value) { // a datetime-local value (the user's zone) -> UTC ISO 8601
     if (!value) return "";
@@ -114,11 +114,14 @@
     q.set("count", "1");
     if (after != null) q.set("after", String(after));
     summary.textContent = "Searching…";
+    tbody.textContent = ""; // no stale rows under new filters
+    const ticket = ++asked;
     fetch(api + "?" + q.toString(), { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) { return { r: r, body: body }; });
       })
       .then(function (res) {
+        if (ticket !== asked) return; // a newer search is on its way
         if (!res.r.ok) {
           const msg = (res.body.error && res.body.error.message) || ("the search failed (HTTP " + res.r.status + ")");
           showError(res.r.status === 400 ? res.r.headers.get("X-Audit-Filter") : null, msg);
@@ -165,6 +168,7 @@
       .catch(function () { showError(null, "The gateway could not be reached; try again."); });
   }
   let current = 0;
+  let asked = 0;
   form.addEventListener("submit", function (e) { e.preventDefault(); cursors = [null]; load(0); });
   form.addEventListener("reset", function () { setTimeout(function () { cursors = [null]; load(0); }, 0); });
   prev.addEventListener("click", function () { if (current > 0) load(current - 1); });

@@ -23,6 +23,7 @@
   function link(filters, extra) {
     const p = new URLSearchParams(filters);
     Object.keys(extra || {}).forEach(function (k) { p.set(k, extra[k]); });
+    p.delete("until"); // the dashboard counts up to now: so does the list, with what came since
     p.set("hide_mine", "1");
     return "/audit?" + p.toString();
   }
