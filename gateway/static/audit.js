@@ -18,6 +18,8 @@
   const pdf = document.getElementById("audit-pdf");
   const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
   document.querySelectorAll(".tz-name").forEach(function (el) { el.textContent = tz; });
+  const whenHead = table.querySelector("thead th");
+  if (whenHead) whenHead.textContent = "When (" + tz + ")";
   const heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) { return th.textContent; });
   let cursors = [null]; // the cursor of each page seen so far (page 1 has none)
   let next = null;

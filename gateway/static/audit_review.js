@@ -91,7 +91,7 @@
         if (!res.r.ok) { result.textContent = b.error ? b.error.message : "HTTP " + res.r.status; result.className = "bad"; return; }
         result.textContent = b.ok
           ? "Intact: " + b.rows + " rows checked, compared with " + b.anchors_compared + " anchor(s) in the bucket" +
-            (b.anchored ? "; the head is anchored again" : "") + "." + (b.bucket_problem ? " Note: " + b.bucket_problem : "")
+            (b.anchored ? "; its newest row is now anchored in the bucket" : "") + "." + (b.bucket_problem ? " Note: " + b.bucket_problem : "")
           : "ALTERED: " + (b.fault ? b.fault.message + " [" + b.fault.reason + "]" : "see the command line") + ".";
         result.className = b.ok ? "ok" : "bad";
         load();
