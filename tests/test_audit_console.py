@@ -163,9 +163,6 @@ def test_a_folder_access_report_exports_as_csv_and_pdf(live: LiveGateway, page, 
     assert all(json.loads(e.detail)["filters"]["object_path"] == "uploads/ward-3/*"
                for e in exports)
     assert json.loads(exports[0].detail)["rows"] == text.count("\r\n") - 1
-    (tmp_path / "folder.pdf").write_bytes(data)
-    if os.environ.get("GATEWAY_SCREENSHOTS") == "1":
-        (shots(tmp_path) / "audit-folder-report.pdf").write_bytes(data)
     page.screenshot(path=str(shots(tmp_path) / "audit-folder-desktop.png"), full_page=True)
 
 

@@ -53,9 +53,17 @@
           const count = document.createElement("span"); count.className = "count"; count.textContent = String(item.count);
           const a = document.createElement("a"); a.href = link(item.filters); a.textContent = item.title;
           li.appendChild(count); li.appendChild(a);
-          if (item.key === "outside_hours") {
+          const notes = {
+            login_failed: "a wrong password, an unknown address or a deactivated account",
+            throttled: "too many attempts from one address or for one account",
+            denied: "every refusal, failed sign-ins included",
+            integrity: "a stored file failed its integrity check",
+            bulk: "more than " + body.settings.bulk_files + " files or " + bytes(body.settings.bulk_bytes) + " by one user in an hour",
+            outside_hours: "working hours " + body.settings.working_hours + " (" + body.settings.timezone + ")"
+          };
+          if (notes[item.key]) {
             const s = document.createElement("small");
-            s.textContent = " (working hours " + body.settings.working_hours + ", " + body.settings.timezone + ")";
+            s.className = "note"; s.textContent = notes[item.key];
             li.appendChild(s);
           }
           items.appendChild(li);
