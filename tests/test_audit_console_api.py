@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import datetime, time, timezone
 
 import pytest
@@ -274,3 +275,46 @@ def test_review_settings_are_read() -> None:
                            "GATEWAY_TIMEZONE": "Europe/Berlin"}, require=())
     assert (s.review_bulk_files, s.review_bulk_bytes, s.working_hours, s.timezone) == (
         5, 1000, "08:30-17:00", "Europe/Berlin")
+
+
+def test_the_review_and_name_queries_on_every_backend(stack) -> None:
+    """The same answers from SQLite and PostgreSQL: file names, counts, bulk fetches per
+    clock hour, access outside given hours, the last verification."""
+    from datetime import timedelta
+
+    from gateway.audit import count, query
+    from gateway.audit.review import bulk_fetches, last_verification, review
+
+    u = stack.users["staff1"]
+    actor = Actor(org_id=u.org_id, user_id=u.user_id, email=u.email, role=u.role)
+    audit_log = stack.services.audit
+    for n in range(3):
+        audit_log.record(action="view", outcome="completed", actor=actor,
+                         object_id=f"{n:032x}", object_path=f"uploads/p{n}/Scan_{n}.PDF",
+                         http_status=200, nbytes=1000)
+    audit_log.record(action="login_failed", outcome="denied", actor=actor, http_status=401)
+    org = u.org_id
+    with stack.services.sessions() as s:
+        assert [e.object_path for e in query(s, org_id=org, name="scan_1.pdf")] == [
+            "uploads/p1/Scan_1.PDF"]
+        assert len(query(s, org_id=org, name="SCAN_*")) == 3
+        assert query(s, org_id=org, name="can_1.pdf") == []  # a whole name, not a part
+        assert query(s, org_id=org, name="scan%") == []  # % is a character
+        assert count(s, org_id=org, action="view") == 3
+        assert count(s, org_id=stack.org2, action="view") == 0
+        now = datetime.now(timezone.utc)
+        since, until = now - timedelta(hours=2), now + timedelta(minutes=1)
+        bulk = bulk_fetches(s, org_id=org, since=since, until=until, max_files=2,
+                            max_bytes=10**9)
+        assert len(bulk) == 1 and bulk[0]["files"] == 3 and bulk[0]["bytes"] == 3000
+        assert bulk[0]["user_email"] == u.email
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:00:00Z", bulk[0]["hour"])
+        assert bulk_fetches(s, org_id=org, since=since, until=until, max_files=3,
+                            max_bytes=3000) == []  # more than, not as many as
+        assert count(s, org_id=org, action="view", outside=[(since, until)]) == 0
+        assert count(s, org_id=org, action="view", outside=[]) == 3
+        items = {i.key: i.count for i in review(
+            s, org_id=org, since=since, until=until, max_files=2, max_bytes=10**9,
+            hours=(time(0), time(23, 59)), tz="UTC")}
+        assert items["login_failed"] == 1 and items["bulk"] == 1 and items["denied"] == 1
+        assert last_verification(s, org) is None
