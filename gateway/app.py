@@ -15,6 +15,7 @@ from .web import (
     admin_api,
     admin_pages,
     audit_api,
+    audit_pages,
     auth,
     context,
     errors,
@@ -91,6 +92,7 @@ def create_app(
     app.register_blueprint(admin_pages.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(file_pages.bp)
+    app.register_blueprint(audit_pages.bp)
     for api in (files_api, manage_api, uploads_api, audit_api, admin_api):
         app.register_blueprint(api.bp)
         auth.csrf.exempt(api.bp)  # these check CSRF themselves for cookie-authenticated writes

@@ -18,6 +18,10 @@ DEFAULT_READ_LINK_SECONDS = 900
 DEFAULT_WRITE_LINK_SECONDS = 300
 DEFAULT_IDLE_LOGOUT_SECONDS = 900
 DEFAULT_UPLOAD_EXPIRES_SECONDS = 24 * 3600
+DEFAULT_REVIEW_BULK_FILES = 50
+DEFAULT_REVIEW_BULK_BYTES = 1 << 30
+DEFAULT_WORKING_HOURS = "07:00-19:00"
+DEFAULT_TIMEZONE = "UTC"
 
 #: The settings that have no default outside dev mode.
 REQUIRED = ("GATEWAY_S3_BUCKET", "GATEWAY_MASTER_KEY", "GATEWAY_SECRET_KEY")
@@ -47,6 +51,12 @@ class Settings:
     upload_expires_seconds: int = DEFAULT_UPLOAD_EXPIRES_SECONDS
     #: reverse proxies in front whose X-Forwarded-For/-Proto/-Host are believed (0: none)
     trusted_proxies: int = 0
+    #: the review dashboard's bulk downloads: more files, or more bytes, in one hour
+    review_bulk_files: int = DEFAULT_REVIEW_BULK_FILES
+    review_bulk_bytes: int = DEFAULT_REVIEW_BULK_BYTES
+    #: the review dashboard's working hours (``HH:MM-HH:MM``) in :attr:`timezone`
+    working_hours: str = DEFAULT_WORKING_HOURS
+    timezone: str = DEFAULT_TIMEZONE
     dev: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -93,6 +103,10 @@ class Settings:
         secret_key = get("GATEWAY_SECRET_KEY") or ""
         if secret_key and len(secret_key) < 16:
             raise SettingsError("GATEWAY_SECRET_KEY is malformed: use at least 16 characters")
+        working_hours = get("GATEWAY_WORKING_HOURS") or DEFAULT_WORKING_HOURS
+        _check_working_hours(working_hours)
+        tz = get("GATEWAY_TIMEZONE") or DEFAULT_TIMEZONE
+        _check_timezone(tz)
         return cls(
             database_url=database_url,
             s3_bucket=bucket,
@@ -111,6 +125,12 @@ class Settings:
                 get, "GATEWAY_UPLOAD_EXPIRES_SECONDS", DEFAULT_UPLOAD_EXPIRES_SECONDS
             ),
             trusted_proxies=_positive_int(get, "GATEWAY_TRUSTED_PROXIES", 0, allow_zero=True),
+            review_bulk_files=_positive_int(
+                get, "GATEWAY_REVIEW_BULK_FILES", DEFAULT_REVIEW_BULK_FILES),
+            review_bulk_bytes=_positive_int(
+                get, "GATEWAY_REVIEW_BULK_BYTES", DEFAULT_REVIEW_BULK_BYTES),
+            working_hours=working_hours,
+            timezone=tz,
             dev=dev,
         )
 
@@ -151,6 +171,28 @@ def _positive_int(get, name: str, default: int, *,  # type: ignore[no-untyped-de
         raise SettingsError(f"{name} is malformed: must be "
                             f"{'zero or more' if allow_zero else 'greater than zero'}")
     return value
+
+
+def _check_working_hours(value: str) -> None:
+    from datetime import time
+
+    start, sep, end = value.partition("-")
+    try:
+        if not sep or time.fromisoformat(end.strip()) <= time.fromisoformat(start.strip()):
+            raise ValueError
+    except ValueError:
+        raise SettingsError("GATEWAY_WORKING_HOURS is malformed: expected HH:MM-HH:MM with the "
+                            f"end after the start, e.g. 07:00-19:00, got {value!r}") from None
+
+
+def _check_timezone(value: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError("GATEWAY_TIMEZONE is malformed: expected an IANA time zone such "
+                            f"as Europe/Berlin or UTC, got {value!r}") from None
 
 
 def _valid_bucket_name(name: str) -> bool:

@@ -122,7 +122,7 @@ def test_browser_auditor_sees_the_trail(dev_server: DevServer, page) -> None:
     page.wait_for_selector("#audit-list tbody tr", timeout=30000)
     rows = page.locator("#audit-list tbody tr").all_text_contents()
     assert any("login" in r and email in r for r in rows), rows[:5]
-    page.fill("#audit-form input[name=action]", "login_failed")
+    page.select_option("#audit-form select[name=action]", "login_failed")  # a pick-list
     page.click("#audit-form button[type=submit]")
     page.wait_for_timeout(500)
     rows = page.locator("#audit-list tbody tr").all_text_contents()

@@ -57,16 +57,19 @@ from .events import (
     FilterError,
     Outcome,
 )
-from .exports import event_to_dict, to_csv, to_jsonl
+from .exports import PDF_MAX_ROWS, event_to_dict, to_csv, to_jsonl, to_pdf
 from .log import AuditLog, lock_chain_head
 from .queries import (
     MAX_CURSOR,
     MAX_USER_ID,
     Page,
     check_cursor,
+    count,
     cursor_after,
     cursor_of,
+    folder_prefix,
     iter_query,
+    name_condition,
     parse_action,
     parse_month,
     parse_outcome,
@@ -96,9 +99,9 @@ __all__ = [
     "HASHED_FIELDS", "HASH_FORMAT", "MAX_CURSOR", "MAX_USER_ID", "REASONS", "SYSTEM_CHAIN", "Action", "ArchiveReport",
     "ArchiveResult", "ArchiveServices", "AuditArchiveError", "AuditLog", "AuditUnavailable",
     "ChainFault", "ChainResult", "FilterError", "Outcome", "Page", "VerifyReport", "archive_key",
-    "archive_month", "archive_storage_id", "canonical_json", "check_cursor", "cursor_after", "cursor_of", "event_to_dict",
+    "archive_month", "archive_storage_id", "canonical_json", "check_cursor", "count", "folder_prefix", "name_condition", "cursor_after", "cursor_of", "event_to_dict",
     "format_time", "iter_query", "lock_chain_head", "month_bounds", "parse_action",
     "parse_month", "parse_outcome", "parse_time", "query", "query_page", "row_fields",
-    "row_hash", "row_message", "to_csv", "to_jsonl", "user_condition", "verify",
+    "row_hash", "row_message", "to_csv", "to_jsonl", "to_pdf", "PDF_MAX_ROWS", "user_condition", "verify",
     "verify_archive",
 ]

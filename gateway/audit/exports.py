@@ -61,3 +61,89 @@ def to_jsonl(rows: Iterable[Any]) -> Iterator[str]:
     """One JSON object per line per event."""
     for row in rows:
         yield json.dumps(event_to_dict(row), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+#: The most rows a PDF holds (it is built in memory); a longer report says so on its first
+#: page and points to the CSV, which streams every row.
+PDF_MAX_ROWS = 5000
+#: The columns of a PDF report: (heading, field, width as a share of the page).
+PDF_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("When (UTC)", "occurred_at", 11), ("User", "user_email", 18), ("Action", "action", 9),
+    ("Outcome", "outcome", 9), ("File", "object_path", 33), ("Status", "http_status", 5),
+    ("Bytes", "bytes", 7), ("From", "client_addr", 8),
+)
+
+
+def _latin(text: Any) -> str:
+    """The PDF's core fonts know Latin-1 only: anything else becomes ``?``."""
+    value = "" if text is None else str(text)
+    return value.encode("latin-1", "replace").decode("latin-1")
+
+
+#: How a PDF report names the filters.
+_FILTER_LABELS = {
+    "object_path": "path", "object_id": "file id", "http_status": "HTTP status",
+    "since": "from", "until": "until (exclusive)", "name": "file name",
+}
+
+
+def _short_time(iso: str) -> str:
+    """``2026-12-02T03:27:09.326489Z`` as ``2026-12-02 03:27:09``."""
+    return iso.replace("T", " ")[:19]
+
+
+def _filter_text(key: str, value: Any) -> str:
+    if key == "hide_mine":
+        return "the exporter's own searches left out"
+    if key == "outside_hours":
+        return "outside working hours only"
+    if key == "object_path" and isinstance(value, str) and value.endswith("*"):
+        return f"everything under {value[:-1]}"
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    if key in ("since", "until") and isinstance(value, str):
+        value = _short_time(value) + " UTC"
+    return f"{_FILTER_LABELS.get(key, key)}: {value}"
+
+
+def to_pdf(rows: Iterable[Any], *, title: str, filters: dict[str, Any], exported_at: str,
+           exported_by: str, total: int, max_rows: int = PDF_MAX_ROWS) -> bytes:
+    """A report: the title, the filters, when and by whom it was exported, and a table of at
+    most ``max_rows`` events (a note says when ``total`` is larger)."""
+    from fpdf import FPDF  # imported on use: only PDF exports need it
+
+    pdf = FPDF(orientation="L", unit="mm", format="A4")
+    pdf.set_auto_page_break(auto=True, margin=12)
+    pdf.set_title(_latin(title))
+    pdf.alias_nb_pages()
+    pdf.add_page()
+    pdf.set_font("helvetica", "B", 14)
+    pdf.cell(0, 8, _latin(title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("helvetica", "", 9)
+    shown = "; ".join(_filter_text(k, v) for k, v in filters.items()) or "none (every event)"
+    for line in (f"Filters: {shown}",
+                 f"Exported {_short_time(exported_at)} UTC by {exported_by}",
+                 f"{total} event(s)" + (f"; this report shows the first {max_rows} - export "
+                                        "CSV for every row" if total > max_rows else "")):
+        pdf.multi_cell(0, 5, _latin(line), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    pdf.set_font("helvetica", "", 7)
+    widths = tuple(w for _, _, w in PDF_COLUMNS)
+    with pdf.table(col_widths=widths, text_align="LEFT", line_height=4,
+                   first_row_as_headings=True, repeat_headings=1) as table:
+        head = table.row()
+        for heading, _, _ in PDF_COLUMNS:
+            head.cell(heading)
+        for n, event in enumerate(rows):
+            if n >= max_rows:
+                break
+            data = event_to_dict(event, raw_detail=True)
+            row = table.row()
+            for _, name, _ in PDF_COLUMNS:
+                value = data.get(name)
+                if name == "object_path" and not value:
+                    value = data.get("object_id")
+                elif name == "occurred_at" and value:
+                    value = _short_time(value)
+                row.cell(_latin(value))
+    return bytes(pdf.output())

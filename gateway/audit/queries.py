@@ -8,12 +8,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db.models import AuditEvent
 from ..db.prefix import prefix_condition
 from .events import SYSTEM_CHAIN, Action, FilterError, Outcome
+from .review import outside_condition
 
 
 def _as_values(value: Any, enum: type[Enum]) -> list[str] | None:
@@ -57,10 +58,54 @@ def user_condition(user: str | int) -> ColumnElement[bool]:
     raise FilterError(f"user must be a user id or an e-mail address, not {user!r}")
 
 
+#: What "hide my own searches" leaves out: the acting auditor's queries and exports.
+OWN_SEARCH_ACTIONS = (Action.AUDIT_QUERY.value, Action.AUDIT_EXPORT.value)
+#: The longest file name or path a filter accepts (the column's width).
+MAX_PATH = 1024
+
+
+def check_path(value: str, what: str = "path") -> str:
+    """A path or name filter of a sane length. :raises FilterError: otherwise."""
+    if len(value) > MAX_PATH:
+        raise FilterError(f"{what} must be at most {MAX_PATH} characters")
+    if any(ord(c) < 32 for c in value):
+        raise FilterError(f"{what} must not contain control characters")
+    return value
+
+
+def name_condition(name: str) -> ColumnElement[bool]:
+    """Events of a file whose name (the path's last part) is ``name``, case-insensitively;
+    with a ``*`` at its end, whose name starts with it (``wound*``)."""
+    text = check_path(name.strip(), "name").lstrip("/")
+    if "/" in text:
+        raise FilterError("name is a file name without folders: use path for a full path")
+    lowered = func.lower(AuditEvent.object_path)
+    if text.endswith("*"):
+        stem = text[:-1].lower()
+        if not stem:
+            raise FilterError("name needs at least one character before *")
+        # the name starts with stem: the path is stem..., or it has /stem... (an exact
+        # comparison per candidate position is not expressible portably, so LIKE with escapes)
+        pattern = _like_escape(stem) + "%"
+        return or_(lowered.like(pattern, escape="\\"),
+                   lowered.like("%/" + pattern, escape="\\"))
+    lowered_name = text.lower()
+    n = len(lowered_name)
+    return or_(lowered == lowered_name,
+               func.substr(lowered, func.length(lowered) - n) == "/" + lowered_name)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _conditions(
     *, org_id: str | None, all_orgs: bool = False, user: str | int | None = None,
     object_id: str | None = None, object_path: str | None = None, action: Any = None,
     outcome: Any = None, since: datetime | None = None, until: datetime | None = None,
+    name: str | None = None, exclude_queries_of: int | None = None,
+    http_status: int | None = None,
+    outside: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if org_id is None:
@@ -80,10 +125,22 @@ def _conditions(
     if object_id:
         conds.append(AuditEvent.object_id == object_id)
     if object_path:
+        check_path(object_path)
         if object_path.endswith("*"):
             conds.append(prefix_condition(AuditEvent.object_path, object_path[:-1]))
         else:
             conds.append(AuditEvent.object_path == object_path)
+    if name:
+        conds.append(name_condition(name))
+    if http_status is not None:
+        conds.append(AuditEvent.http_status == http_status)
+    if outside is not None:
+        conds.append(outside_condition(outside))
+    if exclude_queries_of is not None:
+        # the auditor's own searches and exports: recorded, but left out of what they read
+        conds.append(or_(AuditEvent.user_id.is_(None),
+                         AuditEvent.user_id != _user_id(exclude_queries_of),
+                         AuditEvent.action.not_in(OWN_SEARCH_ACTIONS)))
     actions = _as_values(action, Action)
     if actions:
         conds.append(AuditEvent.action.in_(actions))
@@ -129,6 +186,10 @@ def query(
     after: int | None = None,
     descending: bool = False,
     all_orgs: bool = False,
+    name: str | None = None,
+    exclude_queries_of: int | None = None,
+    http_status: int | None = None,
+    outside: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> list[AuditEvent]:
     """One page of events, oldest first (or newest first with ``descending``).
 
@@ -137,6 +198,12 @@ def query(
         (an operator on the server).
     :param user: a user id or e-mail address.
     :param object_path: an exact path, or a prefix ending in ``*``.
+    :param name: a file name (the path's last part), case-insensitive; ``*`` at its end for
+        names starting with it.
+    :param exclude_queries_of: a user id whose ``audit_query`` and ``audit_export`` rows are
+        left out (an auditor hiding their own searches).
+    :param http_status: the HTTP status answered (``429``: throttled).
+    :param outside: UTC intervals (the working hours): a person's access at none of them.
     :param since: inclusive; ``until``: exclusive. Timezone-aware.
     :param after: keyset cursor: the last ``seq`` of the previous page (the last row ``id``
         for a query of every organisation).
@@ -147,9 +214,32 @@ def query(
         raise ValueError("limit must be at least 1")
     conds = _conditions(org_id=org_id, all_orgs=all_orgs, user=user, object_id=object_id,
                         object_path=object_path, action=action, outcome=outcome, since=since,
-                        until=until)
+                        until=until, name=name, exclude_queries_of=exclude_queries_of,
+                        http_status=http_status, outside=outside)
     conds, order = _keyed(conds, org_id, after, descending)
     return list(session.scalars(select(AuditEvent).where(*conds).order_by(order).limit(limit)))
+
+
+def count(session: Session, *, org_id: str | None, all_orgs: bool = False,
+          **filters: Any) -> int:
+    """How many events match (the filters of :func:`query`; with ``after``, those beyond the
+    cursor in the order of ``descending``)."""
+    descending = filters.pop("descending", False)
+    after = filters.pop("after", None)
+    conds = _conditions(org_id=org_id, all_orgs=all_orgs, **filters)
+    conds, _ = _keyed(conds, org_id, after, descending)
+    return session.scalar(select(func.count()).select_from(AuditEvent).where(*conds)) or 0
+
+
+def folder_prefix(prefix: str) -> str:
+    """A folder as a path prefix: without a leading ``/``, with a trailing one (so that
+    ``patients/12`` does not take in ``patients/123``). :raises FilterError: when empty."""
+    text = check_path(prefix.strip(), "prefix").lstrip("/")
+    if text.endswith("*"):
+        text = text[:-1]
+    if not text:
+        raise FilterError("prefix must name a folder, e.g. patients/12345/")
+    return text if text.endswith("/") else text + "/"
 
 
 def cursor_of(event: AuditEvent, org_id: str | None) -> int:

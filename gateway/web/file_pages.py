@@ -50,7 +50,7 @@ def _max_upload_mb() -> str:
 
 def _staff_only() -> Response | None:
     if current_user.role == "auditor":  # auditors see the trail, not the files
-        return redirect(url_for("pages.audit_page"))
+        return redirect(url_for("audit_pages.audit_page"))
     return None
 
 

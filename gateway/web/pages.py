@@ -1,4 +1,4 @@
-"""Browser pages: the file list with uploads, and the audit view for auditors."""
+"""Browser pages: the file list with uploads (the audit console is in :mod:`.audit_pages`)."""
 from __future__ import annotations
 
 import os
@@ -63,14 +63,8 @@ def uploader_context(prefix: str) -> dict[str, object]:
 @login_required
 def index():  # type: ignore[no-untyped-def]
     if current_user.role == "auditor":
-        return redirect(url_for("pages.audit_page"))  # auditors see the trail, not the files
+        return redirect(url_for("audit_pages.audit_page"))  # auditors see the trail, not the files
     prefix = request.args.get("prefix", "")
     objects = services().objects.list(current_actor(), prefix)
     return render_template("index.html", objects=objects, prefix=prefix, user=current_user,
                            **uploader_context(prefix))
-
-
-@bp.get("/audit")
-@login_required
-def audit_page():  # type: ignore[no-untyped-def]
-    return render_template("audit.html", user=current_user)
