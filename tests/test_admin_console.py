@@ -154,7 +154,7 @@ def test_staff_and_auditors_get_the_403_page(live: LiveGateway, page, name: str)
     assert page.locator("header nav >> text=Admin").count() == 0
     resp = page.goto(live.url + "/admin")
     assert resp is not None and resp.status == 403
-    assert "403" in page.inner_text("main h1")
+    assert page.inner_text("main h1") == "You are not allowed to do this"
     row = audit(live, "denied")[-1]
     assert row.user_email == f"{name}@example.test" and row.http_status == 403
     assert "/admin" in json.loads(row.detail)["reason"]

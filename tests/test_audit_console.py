@@ -219,6 +219,6 @@ def test_staff_get_the_403_page(live: LiveGateway, page) -> None:
                  "/audit/users/1", "/audit/objects/" + "a" * 32):
         resp = page.goto(live.url + path)
         assert resp is not None and resp.status == 403, path
-        assert "403" in page.inner_text("main h1")
+        assert page.inner_text("main h1") == "You are not allowed to do this"
         row = audit(live, "denied", "staff2@example.test")[-1]
         assert row.http_status == 403 and path.split("?")[0] in json.loads(row.detail)["reason"]
