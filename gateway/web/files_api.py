@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from werkzeug.exceptions import ClientDisconnected
 
 from ..db.models import Organisation, StoredObject, User, new_id
 from ..files import FormField, FormFile, FormStream, content_disposition, is_inline
@@ -79,7 +80,14 @@ def _raw_body(declared: int | None) -> Iterator[bytes]:
     stream = request.stream
     received = 0
     while True:
-        chunk = stream.read(READ_CHUNK)
+        try:
+            chunk = stream.read(READ_CHUNK)
+        except ClientDisconnected as exc:
+            # Werkzeug reports every failed read as a disconnect; the server's body deadline
+            # (gateway.serve) is the one that says why
+            if isinstance(exc.__context__, TimeoutError):
+                raise ApiError(408, "request_timeout", str(exc.__context__)) from None
+            raise
         if not chunk:
             break
         received += len(chunk)
