@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..db.models import Role, StoredObject, utcnow
+from ..db.prefix import prefix_condition
 from ..principal import Actor
 from .errors import Conflict, Forbidden, NotFound
 from .paths import CATEGORIES, PathError, folded_name, normalize_path, normalize_prefix
@@ -52,12 +53,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _under(prefix: str) -> Any:
-    """Paths that start with ``prefix``, compared exactly (case-sensitive on every database)."""
-    return func.substr(StoredObject.path, 1, len(prefix)) == prefix
-
-
-def _encode_cursor(values: list[Any]) -> str:
+def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
@@ -115,7 +111,7 @@ class Catalog:
         stmt = select(StoredObject).where(StoredObject.org_id == actor.org_id,
                                           StoredObject.deleted_at.is_(None))
         if prefix:
-            stmt = stmt.where(_under(prefix))
+            stmt = stmt.where(prefix_condition(StoredObject.path, prefix))
         if children_only:
             base = prefix if prefix.endswith("/") or not prefix else prefix + "/"
             stmt = stmt.where(~func.substr(StoredObject.path, len(base) + 1).contains("/"))
@@ -144,7 +140,7 @@ class Catalog:
             last = rows[-1]
             value = getattr(last, {"path": "path", "name": "name_folded", "size": "size",
                                    "created": "created_at"}[sort])
-            nxt = _encode_cursor([value.isoformat() if sort == "created" else value, last.id])
+            nxt = encode_cursor([value.isoformat() if sort == "created" else value, last.id])
         self._record(actor, "list", "success", path=prefix or None, status=200,
                      detail={"count": len(rows), **({"q": q} if q else {}), "sort": sort})
         return Page(rows, nxt)
@@ -158,7 +154,7 @@ class Catalog:
         stmt = select(StoredObject.path).where(StoredObject.org_id == actor.org_id,
                                                StoredObject.deleted_at.is_(None))
         if base:
-            stmt = stmt.where(_under(base))
+            stmt = stmt.where(prefix_condition(StoredObject.path, base))
         counts: dict[str, int] = {c: 0 for c in CATEGORIES} if not base else {}
         with self.sessions() as s:
             for (path,) in s.execute(stmt):

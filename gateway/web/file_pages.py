@@ -18,7 +18,7 @@ from flask_login import current_user, login_required
 
 from ..db.models import StoredObject
 from ..files import CATEGORIES, is_inline
-from ..files.catalog import _encode_cursor
+from ..files.catalog import encode_cursor
 from ..files.previews import MAX_PREVIEW_BYTES, PreviewTooLarge, needs_preview, preview
 from .auth import login_required_api
 from .context import current_actor, services
@@ -82,7 +82,7 @@ def _neighbour(obj: StoredObject, folder: str, order: str) -> str | None:
     """The path of the next (``asc``) or previous (``desc``) file in ``obj``'s folder by name."""
     page = services().catalog.page(
         current_actor(), folder, sort="name", order=order, limit=1, children_only=True,
-        cursor=_encode_cursor([obj.name_folded, obj.id]))
+        cursor=encode_cursor([obj.name_folded, obj.id]))
     return page.objects[0].path if page.objects else None
 
 
