@@ -128,3 +128,13 @@ class LiveGateway:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def sign_in_page(page, live: LiveGateway, name: str, password: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Sign a Playwright ``page`` in through the login form as the stack's user ``name``."""
+    who = live.stack.users[name]
+    page.goto(live.url + "/login")
+    page.fill("input[name=email]", who.email)
+    page.fill("input[name=password]", password or who.password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()

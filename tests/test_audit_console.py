@@ -17,20 +17,12 @@ from sqlalchemy import select
 
 from gateway.db.models import AuditEvent
 from tests.stack import ROOT, LiveGateway
+from tests.stack import sign_in_page as sign_in
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + b"z" * 4000
 DOC_SHOTS = ROOT / "docs" / "screenshots"
 
 pytestmark = pytest.mark.browser
-
-
-def sign_in(page, live: LiveGateway, name: str, password: str | None = None) -> None:
-    who = live.stack.users[name]
-    page.goto(live.url + "/login")
-    page.fill("input[name=email]", who.email)
-    page.fill("input[name=password]", password or who.password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
 
 
 def audit(live: LiveGateway, action: str, email: str | None = None) -> list[AuditEvent]:
