@@ -447,3 +447,29 @@ def test_lifecycle_functions_on_each_database(stack: Stack) -> None:
     assert actions == [("user_deactivate", "success"), ("user_set_role", "denied"),
                        ("user_set_role", "denied"), ("password_set", "success"),
                        ("password_set", "denied"), ("token_revoke", "success")]
+
+
+def test_token_last_used_is_kept_to_the_minute(sqlite_stack: Stack, client) -> None:
+    """A token's use is stamped on its first call, then again only once the stamp is a minute
+    old: most API calls commit no write of their own."""
+    from gateway.accounts.sessions import TOKEN_USE_RESOLUTION
+    from gateway.db.models import ApiToken
+
+    uid = sqlite_stack.users["staff1"].user_id
+
+    def stamp():  # type: ignore[no-untyped-def]
+        with sqlite_stack.services.sessions() as s:
+            return s.execute(select(ApiToken.last_used_at).where(ApiToken.user_id == uid)
+                             .order_by(ApiToken.id)).scalars().first()
+
+    assert client.get("/api/v1/files", headers=bearer(sqlite_stack, "staff1")).status_code == 200
+    first = stamp()
+    assert first is not None
+    assert client.get("/api/v1/files", headers=bearer(sqlite_stack, "staff1")).status_code == 200
+    assert stamp() == first  # within the minute: not written again
+    old = utcnow() - TOKEN_USE_RESOLUTION - timedelta(seconds=1)
+    with sqlite_stack.services.sessions() as s:
+        s.execute(update(ApiToken).where(ApiToken.user_id == uid).values(last_used_at=old))
+        s.commit()
+    assert client.get("/api/v1/files", headers=bearer(sqlite_stack, "staff1")).status_code == 200
+    assert stamp().replace(tzinfo=None) > old.replace(tzinfo=None)

@@ -86,3 +86,28 @@ def test_nothing_runs_until_the_first_item_is_asked_for() -> None:
     time.sleep(0.2)
     assert source.made == 0
     del ahead
+
+
+# -- OffloadedHash / offload ---------------------------------------------------------------
+
+
+@given(st.lists(st.binary(max_size=70_000), max_size=12))
+@settings(max_examples=40, deadline=None)
+def test_offloaded_hash_equals_hashlib_in_order(pieces: list[bytes]) -> None:
+    import hashlib
+
+    from gateway.storage import OffloadedHash
+
+    offloaded = OffloadedHash(hashlib.sha256())
+    for piece in pieces:
+        offloaded.update(piece)
+    assert offloaded.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def test_offload_runs_on_another_thread_and_returns_or_raises() -> None:
+    from gateway.storage import offload
+
+    assert offload(threading.get_ident).result() != threading.get_ident()
+    assert offload(sum, [1, 2, 3]).result() == 6
+    with pytest.raises(ZeroDivisionError):
+        offload(divmod, 1, 0).result()

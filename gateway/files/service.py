@@ -29,7 +29,13 @@ from ..db.prefix import prefix_condition
 from ..errors import GatewayError
 from ..keys import Keyring
 from ..principal import Actor
-from ..storage import ObjectStore, StorageNotFound, UploadWriter, read_ahead
+from ..storage import (
+    ObjectStore,
+    OffloadedHash,
+    StorageNotFound,
+    UploadWriter,
+    read_ahead,
+)
 from . import downloads
 from .downloads import Download, etag_of, plaintext
 from .errors import BadRange, Conflict, Forbidden, NotFound, TooLarge, UnsupportedType
@@ -337,7 +343,7 @@ class ObjectService:
                 writer.write(encryptor.header)
             pieces = _rejoined(head, chunks)
             del head  # the body's first bytes are released once sent
-            sha = hashlib.sha256()
+            sha = OffloadedHash(hashlib.sha256())  # hashed beside the encryption
             for piece in self._limited(pieces):
                 received += len(piece)
                 sha.update(piece)

@@ -3,7 +3,8 @@
 
 Rooms: :mod:`.s3` (:class:`ObjectStore`, streaming multipart uploads, ranged reads, bucket
 setup), :mod:`.multipart` (a multipart upload carried on across requests), :mod:`.streams`
-(read-ahead of iterators in a thread; no I/O of its own),
+(read-ahead of iterators in a thread, hashing on a native thread; no I/O of
+its own),
 :mod:`.errors`.
 
 May import: :mod:`gateway.errors`, boto3 and botocore; nothing else of the gateway. Bytes in
@@ -24,11 +25,11 @@ from .s3 import (
     ssec_blocked_help,
     ssec_params,
 )
-from .streams import read_ahead
+from .streams import OffloadedHash, offload, read_ahead
 
 __all__ = [
     "BPA_RELAXED", "BucketEncryption", "MAX_PARTS_IN_FLIGHT", "MIN_PART_SIZE", "PART_SIZE",
     "ObjectStore", "ResumableMultipart", "SseCRefused",
     "StorageError", "StorageNotFound", "StoredInfo", "UploadWriter", "crc32_b64",
-    "read_ahead", "ssec_blocked_help", "ssec_params",
+    "OffloadedHash", "offload", "read_ahead", "ssec_blocked_help", "ssec_params",
 ]

@@ -22,10 +22,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import SseCRefused, StorageError, StorageNotFound
-from .streams import read_ahead
+from .streams import offload, read_ahead
 
 PART_SIZE = 6 * 1024 * 1024
-MAX_PARTS_IN_FLIGHT = 2
+MAX_PARTS_IN_FLIGHT = 3
 #: every this many parts the part size grows by PART_SIZE, so that S3's limit of 10,000 parts
 #: allows objects far beyond the default upload limit (2,000 × 6 MiB = 11.7 GiB at the first
 #: size; 180 GiB in all) while ordinary objects keep memory at a few parts of 6 MiB.
@@ -85,7 +85,11 @@ class ObjectStore:
                 signature_version="s3v4",
                 retries={"max_attempts": 4, "mode": "standard"},
                 max_pool_connections=64,
-                s3={"addressing_style": "path"} if endpoint_url else {},
+                # the parts carry their own CRC32, which the signature covers and S3 checks;
+                # hashing every byte again for the signature (botocore's default whenever a
+                # request has no Content-MD5) would only repeat that check at a cost
+                s3={"payload_signing_enabled": False,
+                    **({"addressing_style": "path"} if endpoint_url else {})},
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             ),
@@ -479,6 +483,9 @@ class UploadWriter:
         self._fill = 0
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
+        # buffers of parts already sent, filled again rather than allocated afresh (a new
+        # buffer costs a page fault per 4 KiB as it is first written)
+        self._spare: list[bytearray] = []
         self.bytes_written = 0
         self._done = False
 
@@ -490,7 +497,7 @@ class UploadWriter:
         self.bytes_written += len(view)
         while view:
             if self._part is None:
-                self._part = bytearray(self._next_part_size())
+                self._part = self._buffer(self._next_part_size())
                 self._fill = 0
             n = min(len(view), len(self._part) - self._fill)
             self._part[self._fill:self._fill + n] = view[:n]
@@ -499,6 +506,13 @@ class UploadWriter:
             if self._fill == len(self._part):
                 part, self._part = self._part, None
                 self._send_part(part)
+
+    def _buffer(self, size: int) -> bytearray:
+        while self._spare:
+            buffer = self._spare.pop()
+            if len(buffer) == size:
+                return buffer
+        return bytearray(size)
 
     def _params(self) -> dict[str, Any]:
         return dict(key=self.key, sse_c=self.sse_c is not None, Key=self.key,
@@ -520,9 +534,10 @@ class UploadWriter:
                 f.result()  # surface a failed part now rather than at the end
 
     def _upload_part(self, number: int, data: bytearray) -> dict[str, Any]:
-        checksum = crc32_b64(data)
+        checksum = offload(crc32_b64, data).result()  # zlib releases the GIL
         resp = self.store._call("upload_part", UploadId=self._upload_id, PartNumber=number,
                                 Body=data, ChecksumCRC32=checksum, **self._params())
+        self._spare.append(data)
         return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": checksum}
 
     def _tail(self) -> bytearray:

@@ -1,11 +1,13 @@
-"""Stream helpers with no I/O of their own."""
+"""Stream helpers with no I/O of their own: read-ahead, and work handed to a native thread."""
 from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import threading
 import time
-from typing import Iterator, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -65,3 +67,73 @@ def read_ahead(source: Iterator[T], depth: int) -> Iterator[T]:
             stop.set()
 
     return consume()
+
+
+# -- work that releases the GIL, on a native thread -------------------------------------------
+
+class _Waitable(Protocol):
+    def result(self) -> Any: ...
+
+
+class _Gevent:
+    """A gevent ``AsyncResult`` with the ``Future.result`` a caller waits on."""
+
+    __slots__ = ("_async",)
+
+    def __init__(self, async_result: Any) -> None:
+        self._async = async_result
+
+    def result(self) -> Any:
+        return self._async.get()
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def offload(fn: Callable[..., Any], *args: Any) -> _Waitable:
+    """Run ``fn(*args)`` on a native thread; wait for it with ``.result()``.
+
+    For work that releases the GIL (hashing, checksums) while the caller goes on with what
+    holds it (encryption, parsing). Under gevent's monkey patching ``threading`` makes
+    greenlets, all on one OS thread, so the hub's pool of native threads is used; the
+    caller's wait then lets the other greenlets run. Otherwise a small shared pool of
+    threads is.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        import gevent
+
+        return _Gevent(gevent.get_hub().threadpool.spawn(fn, *args))
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="offload")
+    return _pool.submit(fn, *args)
+
+
+class OffloadedHash:
+    """A ``hashlib`` object fed on a native thread, one update behind the caller.
+
+    :meth:`update` waits for the previous update, then hands this one over and returns, so
+    hashing a piece overlaps with what the caller does next (encrypting it, reading the next).
+    The caller must not change a piece after handing it over.
+    """
+
+    def __init__(self, hasher: Any) -> None:
+        self._hasher = hasher
+        self._pending: _Waitable | None = None
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._settle()
+        self._pending = offload(self._hasher.update, data)
+
+    def hexdigest(self) -> str:
+        self._settle()
+        return str(self._hasher.hexdigest())

@@ -100,6 +100,20 @@ def _limit_body(limit: int | None) -> None:
         environ["wsgi.input"] = io.BytesIO(body)
 
 
+def body_stream():  # type: ignore[no-untyped-def]
+    """The request body to read from.
+
+    The server's own input when it ends the body itself (gunicorn does, and says so with
+    ``wsgi.input_terminated``), which spares Werkzeug's copy of every byte on uploads;
+    Werkzeug's length-limited stream otherwise. Reads from the former raise ``OSError``
+    (``TimeoutError`` past a body deadline) where the latter raises ``ClientDisconnected``.
+    """
+    environ = request.environ
+    if environ.get("wsgi.input_terminated"):
+        return environ["wsgi.input"]
+    return request.stream
+
+
 def client_addr() -> str | None:
     return request.remote_addr
 

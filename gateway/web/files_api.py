@@ -22,7 +22,14 @@ from ..db.models import Organisation, StoredObject, User, new_id
 from ..files import FormField, FormFile, FormStream, content_disposition, is_inline
 from ..principal import Actor
 from .auth import audit_refusal, login_required_api
-from .context import anonymous_actor, client_addr, current_actor, request_id, services
+from .context import (
+    anonymous_actor,
+    body_stream,
+    client_addr,
+    current_actor,
+    request_id,
+    services,
+)
 from .errors import ApiError
 
 bp = Blueprint("files_api", __name__, url_prefix="/api/v1")
@@ -77,16 +84,19 @@ def _raw_body(declared: int | None) -> Iterator[bytes]:
     application as if it had ended: only the count against ``declared`` (the
     ``Content-Length``) tells, and a short upload must be aborted, never stored as complete.
     """
-    stream = request.stream
+    stream = body_stream()
     received = 0
     while True:
         try:
             chunk = stream.read(READ_CHUNK)
-        except ClientDisconnected as exc:
+        except (ClientDisconnected, OSError) as exc:
             # Werkzeug reports every failed read as a disconnect; the server's body deadline
             # (gateway.serve) is the one that says why
-            if isinstance(exc.__context__, TimeoutError):
-                raise ApiError(408, "request_timeout", str(exc.__context__)) from None
+            cause = exc if isinstance(exc, OSError) else exc.__context__
+            if isinstance(cause, TimeoutError):
+                raise ApiError(408, "request_timeout", str(cause)) from None
+            if isinstance(exc, OSError):
+                raise ClientDisconnected() from None
             raise
         if not chunk:
             break

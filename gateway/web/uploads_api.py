@@ -14,7 +14,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from ..uploads import BadUploadRequest, UploadState, protocol
 from .auth import login_required_api
-from .context import current_actor, services
+from .context import body_stream, current_actor, services
 from .errors import ApiError
 
 bp = Blueprint("uploads_api", __name__, url_prefix="/api/v1")
@@ -41,7 +41,7 @@ def _tus_headers(resp: Response) -> Response:
 def _body() -> Iterator[bytes]:
     """The request body in pieces. A body cut short (the client went away) simply ends: what
     came before is kept, and the client resumes from the offset it asks for."""
-    stream = request.stream
+    stream = body_stream()
     while True:
         try:
             chunk = stream.read(READ_CHUNK)
