@@ -9,8 +9,10 @@ cluster started with ``initdb``/``pg_ctl``, durable commits as in production):
 2. ``--rows`` events are bulk-loaded (plain INSERTs, which the append-only triggers allow),
    spread over a year, 20 organisations and 2,000 users, each chain with valid hashes;
 3. ``record`` is timed again on the loaded database; on PostgreSQL also interleaved, event by
-   event, with the portable path (``AuditLog(pipelined=False)``: five round trips, as before
-   the two-round-trip path), so that a busy machine weighs on both alike;
+   event, with the portable path (``AuditLog(pipelined=False)``: five round trips), so that a
+   busy machine weighs on both alike, each writing its own organisations' chains; and then
+   two gateway logs (as two processes would) taking turns on the same chains, so that each
+   finds the head moved by the other every time (the one-statement path's worst case);
 4. a query for one user's events of one week (``gateway.audit.query``) is timed ``--runs``
    times (median, each run a different user and week), and one organisation's chain is
    verified to give its rate.
@@ -148,15 +150,18 @@ def time_records(log: AuditLog, count: int) -> tuple[float, float]:
     return p50, p99
 
 
-def time_records_interleaved(logs: list[AuditLog], count: int) -> list[tuple[float, float]]:
+def time_records_interleaved(logs: list[AuditLog], count: int, *, shared: bool = False
+                             ) -> list[tuple[float, float]]:
     """``record`` through each of ``logs`` in turn, ``count`` times each (so that a busy
-    machine weighs on all alike): median and 99th percentile of each, in milliseconds."""
+    machine weighs on all alike): median and 99th percentile of each, in milliseconds.
+    Each log writes its own organisations' chains, unless ``shared``."""
     rng = random.Random(1)
     times: list[list[float]] = [[] for _ in logs]
     for n in range(count * len(logs)):
         i, which = n // len(logs), n % len(logs)
         log = logs[which]
-        org = rng.randrange(ORGS)
+        org = rng.randrange(ORGS) if shared or len(logs) == 1 else \
+            rng.randrange(ORGS // len(logs)) * len(logs) + which
         user = org * USERS_PER_ORG + rng.randrange(USERS_PER_ORG) + 1
         actor = Actor(org_id=org_id(org), user_id=user, email=f"user{user}@example.test",
                       role="staff", client_addr="192.0.2.44",
@@ -322,6 +327,7 @@ def bench(name: str, url: str, args: argparse.Namespace, keyring_for: Callable[[
     seconds = bulk_load(engine, sessions, keyring, args.rows)
     print(f"{name}: bulk-loaded {args.rows:,} rows in {seconds:.1f} s "
           f"({args.rows / seconds:,.0f} rows/s)", flush=True)
+    time_records(log, 50)  # warm up again: the bulk load moved every chain's head
     p50, p99 = time_records(log, args.events)
     print(f"{name}: record with {args.rows:,} rows: p50={p50:.2f} ms p99={p99:.2f} ms",
           flush=True)
@@ -330,10 +336,14 @@ def bench(name: str, url: str, args: argparse.Namespace, keyring_for: Callable[[
         portable = AuditLog(sessions, keyring, pipelined=False)
         time_records(portable, 50)
         (f50, f99), (b50, b99) = time_records_interleaved([log, portable], args.events)
-        print(f"{name}: record, interleaved with the portable path (5 round trips, as before): "
-              f"two round trips p50={f50:.2f} ms p99={f99:.2f} ms, portable p50={b50:.2f} ms "
+        print(f"{name}: record, interleaved with the portable path (5 round trips): "
+              f"gateway p50={f50:.2f} ms p99={f99:.2f} ms, portable p50={b50:.2f} ms "
               f"p99={b99:.2f} ms (p99 ratio {f99 / b99:.2f})", flush=True)
-        result.update(base_p99=b99, ratio=f99 / b99)
+        other = AuditLog(sessions, keyring)
+        (s50, s99), _ = time_records_interleaved([log, other], args.events, shared=True)
+        print(f"{name}: record, two processes' logs taking turns on the same chains (each "
+              f"finds the head moved every time): p50={s50:.2f} ms p99={s99:.2f} ms", flush=True)
+        result.update(base_p99=b99, ratio=f99 / b99, shared_p99=s99)
     with sessions() as s:
         SAMPLE_OBJECTS[:] = [tuple(r) for r in s.execute(
             select(AuditEvent.org_id, AuditEvent.object_id)
@@ -381,9 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = " | ".join(
-        f"{name} record p50={r['p50']:.1f}ms p99={r['p99']:.1f}ms query={r['query']:.1f}ms"
-        + (f" (portable path p99={r['base_p99']:.1f}ms, ratio {r['ratio']:.2f})"
-           if "base_p99" in r else "")
+        f"{name} record p50={r['p50']:.2f}ms p99={r['p99']:.2f}ms "
+        f"(goal p99<=2ms: {'met' if r['p99'] <= 2.0 else 'MISSED'}) query={r['query']:.1f}ms"
+        + (f" (portable path p99={r['base_p99']:.2f}ms, ratio {r['ratio']:.2f}; two processes "
+           f"on one chain p99={r['shared_p99']:.2f}ms)" if "base_p99" in r else "")
         for name, r in results.items())
     print(f"audit: {summary}")
     return 0

@@ -446,6 +446,27 @@ def test_concurrent_threads_keep_every_chain_whole(db: Db, keyring: FakeKeyring)
     assert report.ok and report.rows == 60
 
 
+def test_two_logs_taking_turns_on_one_chain_keep_it_whole(db: Db, keyring: FakeKeyring) -> None:
+    """Two processes' logs (each with its own idea of the chain's head) writing in turn: on
+    PostgreSQL each tries the head it last wrote, finds it moved by the other, writes nothing
+    then, and appends after the real head; the chain stays whole and verifies."""
+    first, second = AuditLog(db.sessions, keyring), AuditLog(db.sessions, keyring)
+    written = []
+    for i in range(12):
+        log = first if i % 3 else second  # runs of two on one log, then a turn of the other
+        written.append(log.record(action="view", outcome="success", actor=Actor(org_id=ORG_A),
+                                  nbytes=i).seq)
+    assert written == list(range(1, 13))
+    rows = db.rows(ORG_A)
+    assert [r.seq for r in rows] == list(range(1, 13))
+    assert [r.bytes for r in rows] == list(range(12))
+    with db.sessions() as s:
+        report = verify(s, keyring)
+    assert report.ok and report.rows == 12
+    if first.pipelined:
+        assert first._heads[ORG_A] == (12, rows[-1].row_hash)  # it wrote the last one
+
+
 def _write_events(url: str, org: str, count: int, start_at: float) -> int:
     """A separate process appending to a chain (spawned, so nothing is shared)."""
     engine = make_engine(url)

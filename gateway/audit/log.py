@@ -13,6 +13,7 @@ access).
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
@@ -59,6 +60,10 @@ class AuditLog:
         #: PostgreSQL through psycopg 3: events are appended in two round trips (see
         #: :meth:`_append_pipelined`); other databases take the portable path.
         self._engine = bind if pipelined and _pipeline_capable(bind) else None
+        #: the head this process last wrote to each chain (PostgreSQL path only): the next
+        #: event on that chain is tried against it in one statement (:meth:`_append_known`)
+        self._heads: dict[str, tuple[int, str]] = {}
+        self._heads_lock = threading.Lock()
 
     @property
     def pipelined(self) -> bool:
@@ -130,15 +135,15 @@ class AuditLog:
         return AuditEvent(id=row_id, **values)
 
     def _append_pipelined(self, chain: str, fields: dict[str, object]) -> AuditEvent | None:
-        """The same transaction as the portable path, in two round trips on PostgreSQL.
+        """The same transaction as the portable path, in one round trip on PostgreSQL when
+        the chain's head is the one this process expects, in two otherwise.
 
-        Two simple-protocol queries on a connection in autocommit mode: ``BEGIN`` with the
-        ``SELECT ... FOR UPDATE`` of the chain head, then one statement that inserts the row
-        and moves the head (a data-modifying ``WITH``) with ``COMMIT``. The portable path
-        takes five (begin, lock, insert, move, commit, each waiting for its answer). Values
-        are bound by psycopg's client-side binding (its own quoting), and the row is
-        committed, and so durable, before this returns, exactly as there. If anything fails,
-        the connection is discarded and the server rolls the transaction back.
+        The head this process last wrote (or last saw) is tried first, in one statement
+        (:meth:`_append_known`); a head that moved in between is returned by that statement
+        and tried once more. Failing both, the head is locked and read
+        (:meth:`_append_on`). Either way the row is committed, and so durable, before this
+        returns, exactly as on the portable path; if anything fails, the connection is
+        discarded and the server rolls the transaction back.
 
         :returns: ``None`` when the chain has no head yet (its first event takes the portable
             path, which creates it).
@@ -146,7 +151,68 @@ class AuditLog:
         # checked out through SQLAlchemy, so that a database that cannot be reached is
         # translated as everywhere else (DatabaseUnavailable)
         with self._engine.connect() as connection:  # type: ignore[union-attr]
-            return self._append_on(connection, chain, fields)
+            with self._heads_lock:
+                known = self._heads.get(chain)
+            event: AuditEvent | None = None
+            for _ in range(KNOWN_HEAD_TRIES):
+                if known is None:
+                    break
+                event, known = self._append_known(connection, chain, fields, known)
+                if event is not None:
+                    break
+            if event is None:
+                event = self._append_on(connection, chain, fields)
+            if event is not None:
+                with self._heads_lock:
+                    if self._heads.get(chain, (0, ""))[0] < event.seq:
+                        self._heads[chain] = (event.seq, event.row_hash)
+            return event
+
+    def _append_known(self, connection: Any, chain: str, fields: dict[str, object],
+                      known: tuple[int, str]
+                      ) -> tuple[AuditEvent | None, tuple[int, str] | None]:
+        """Append the event after ``known`` (the chain head's ``(seq, row_hash)`` expected) in
+        one statement, one round trip: ``(event, None)``; or, when the head is not
+        ``known``, write nothing and return ``(None, the head as the statement saw it)``
+        (``None`` for a chain without a head).
+
+        The statement is one transaction (autocommit), bound and prepared by the server. It
+        takes the head's row lock before it inserts, as the locking path does, so the two
+        never wait on each other in turn; a head another writer moved (or is moving: the
+        update waits for its outcome) matches no row, and nothing is inserted.
+        """
+        import psycopg
+
+        seq, prev = known
+        with self._sessions() as key_session:  # the keyring caches: no query
+            key = self._keyring.audit_key(key_session, chain)
+            key_session.commit()
+        values = dict(fields, chain=chain, seq=seq + 1, occurred_at=self._clock(),
+                      prev_hash=prev)
+        values["row_hash"] = row_hash(key, prev, values)
+        raw = connection.connection
+        try:
+            conn = raw.driver_connection
+            conn.autocommit = True
+            try:
+                row = conn.execute(_PG_APPEND_KNOWN, [values["seq"], values["row_hash"], chain,
+                                                      seq, prev,
+                                                      *(values[c] for c in _PG_COLUMNS), chain],
+                                   prepare=True).fetchone()
+            finally:
+                conn.autocommit = False
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raise RuntimeError("the event's transaction did not end")
+        except BaseException:
+            connection.invalidate()  # whatever state it is in, the connection is not reused
+            raise
+        if row is not None and row[0] is not None:
+            return AuditEvent(id=row[0], **values), None
+        seen = (int(row[1]), str(row[2])) if row is not None else None
+        with self._heads_lock:
+            if self._heads.get(chain) == known:
+                del self._heads[chain]
+        return None, seen if seen != known else None
 
     def _append_on(self, connection: Any, chain: str,
                    fields: dict[str, object]) -> AuditEvent | None:
@@ -202,6 +268,33 @@ _PG_APPEND = (
     "UPDATE audit_chain_heads SET seq = %s, row_hash = %s WHERE chain = %s "
     "RETURNING (SELECT id FROM event); COMMIT"
 )
+
+def _pg_casts() -> str:
+    """The placeholders of an ``INSERT ... SELECT``, each cast to its column's type (strings
+    to ``text``: a cast to ``varchar(n)`` would cut a long value where the insert refuses it)."""
+    from sqlalchemy import String
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()
+    columns = AuditEvent.__table__.c
+    return ", ".join(
+        "%s::text" if isinstance(columns[c].type, String)
+        else f"%s::{columns[c].type.compile(dialect=dialect)}" for c in _PG_COLUMNS)
+
+
+# One statement: move the head from the (seq, row_hash) expected, and only then (from the
+# updated row) insert the event. A head that moved matches no row, so nothing is inserted;
+# the head as the statement's snapshot saw it is returned beside the new row's id.
+_PG_APPEND_KNOWN = (
+    "WITH head AS (UPDATE audit_chain_heads SET seq = %s, row_hash = %s "
+    "WHERE chain = %s AND seq = %s AND row_hash = %s RETURNING 1), "
+    f"event AS (INSERT INTO audit_events ({', '.join(_PG_COLUMNS)}) "
+    f"SELECT {_pg_casts()} FROM head RETURNING id) "
+    "SELECT (SELECT id FROM event), seq, row_hash FROM audit_chain_heads WHERE chain = %s"
+)
+#: how many times the one-statement append is tried (with the head it last returned) before
+#: the head is locked and read
+KNOWN_HEAD_TRIES = 2
 
 _EVENTS = AuditEvent.__table__
 _HEADS = AuditChainHead.__table__
