@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import threading
 import tracemalloc
@@ -45,6 +46,12 @@ class Requests:
     def of(self, method: str, marker: str) -> list[dict]:
         return [r for r in self.seen if r["method"] == method and marker in r["url"]]
 
+    def parts(self) -> list[dict]:
+        """The UploadPart requests in the order of their numbers (they go out concurrently,
+        so not always in the order they were sent)."""
+        return sorted(self.of("PUT", "partNumber="),
+                      key=lambda p: int(re.search(r"partNumber=(\d+)", p["url"]).group(1)))
+
 
 def crc(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
@@ -71,10 +78,12 @@ def test_every_part_and_put_carries_its_crc32(store: ObjectStore) -> None:
     rec = Requests(store)
     data = secrets.token_bytes(2 * PART + 123)
     write_in_pieces(store, "multi", data)
-    parts = rec.of("PUT", "partNumber=")
+    parts = rec.parts()
     assert [len(p["body"]) for p in parts] == [PART, PART, 123]
     for p in parts:
         assert p["headers"]["x-amz-checksum-crc32"] == crc(p["body"])
+        # the signature covers the checksum header, not a second hash of the body
+        assert p["headers"]["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
     assert rec.of("POST", "uploads")[0]["headers"]["x-amz-checksum-algorithm"] == "CRC32"
     complete = rec.of("POST", "uploadId=")[0]["body"].decode()
     for p in parts:
@@ -92,7 +101,7 @@ def test_parts_grow_so_that_huge_objects_fit_in_10000_parts(
     rec = Requests(store)
     data = secrets.token_bytes(9 * PART)
     write_in_pieces(store, "grow", data, piece=3 * MIB)
-    sizes = [len(p["body"]) for p in rec.of("PUT", "partNumber=")]
+    sizes = [len(p["body"]) for p in rec.parts()]
     assert sizes == [PART, PART, 2 * PART, 2 * PART, 3 * PART]
     assert store.get_bytes("grow") == data
 

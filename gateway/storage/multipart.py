@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import StorageError, StorageNotFound
 from .s3 import ObjectStore, crc32_b64, ssec_params
+from .streams import offload
 
 #: S3's smallest part, but for the last one
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -46,7 +47,7 @@ class ResumableMultipart:
         return self.store._executor.submit(self._send, upload_id, number, data)
 
     def _send(self, upload_id: str, number: int, data: bytes | bytearray) -> dict[str, Any]:
-        checksum = crc32_b64(data)
+        checksum = offload(crc32_b64, data).result()  # zlib releases the GIL
         resp = self.store._call("upload_part", UploadId=upload_id, PartNumber=number, Body=data,
                                 ChecksumCRC32=checksum, **self._params())
         return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": checksum}
