@@ -416,10 +416,11 @@ def test_what_staff_may_not_do_is_not_offered_and_errors_are_pages(live: LiveGat
 
 @pytest.fixture(scope="module")
 def short_idle(moto_endpoint: str, tmp_path_factory) -> Iterator[LiveGateway]:
-    """A gateway that signs browsers out after 20 idle seconds."""
+    """A gateway that signs browsers out after 12 idle seconds (the warning comes 10 seconds
+    before the end, its least)."""
     tmp = tmp_path_factory.mktemp("idle")
     s = build_stack(f"sqlite:///{tmp / 'gw.db'}", moto_endpoint, tmp,
-                    GATEWAY_IDLE_LOGOUT_SECONDS="20")
+                    GATEWAY_IDLE_LOGOUT_SECONDS="12")
     gw = LiveGateway(s, tmp / "gunicorn.log", workers=1, threads=4)
     yield gw
     gw.stop()
@@ -431,7 +432,7 @@ def test_the_idle_warning_keeps_the_session_and_the_sign_in_page_says_why(
     page = desk
     live = short_idle
     sign_in(page, live, "staff1", "/files/documents/")
-    # ten seconds before the end (half the timeout, here): a warning with "Stay signed in"
+    # ten seconds before the end: a warning with "Stay signed in"
     page.wait_for_selector("#stay-signed-in", state="visible", timeout=15_000)
     assert "You will be signed out in" in page.text_content(".idle-warning")
     assert page.evaluate("() => document.activeElement.id") == "stay-signed-in"
@@ -442,7 +443,7 @@ def test_the_idle_warning_keeps_the_session_and_the_sign_in_page_says_why(
     # left alone: signed out, told why, and brought back after signing in
     page.wait_for_url("**/login?reason=idle**", timeout=40_000)
     assert page.text_content("#idle-reason").startswith(
-        "You were signed out after 20 seconds without activity.")
+        "You were signed out after 12 seconds without activity.")
     assert axe(page) == []
     page.fill("input[name=email]", live.stack.users["staff1"].email)
     page.fill("input[name=password]", PASSWORD)
