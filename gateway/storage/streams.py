@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sys
 import threading
@@ -89,6 +90,9 @@ class _Gevent:
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_gevent_pool: Any = None
+#: native threads for offloaded work: more than the cores would only queue in the kernel
+OFFLOAD_THREADS = max(2, os.cpu_count() or 2)
 
 
 def offload(fn: Callable[..., Any], *args: Any) -> _Waitable:
@@ -96,20 +100,25 @@ def offload(fn: Callable[..., Any], *args: Any) -> _Waitable:
 
     For work that releases the GIL (hashing, checksums) while the caller goes on with what
     holds it (encryption, parsing). Under gevent's monkey patching ``threading`` makes
-    greenlets, all on one OS thread, so the hub's pool of native threads is used; the
-    caller's wait then lets the other greenlets run. Otherwise a small shared pool of
-    threads is.
+    greenlets, all on one OS thread, so a gevent pool of :data:`OFFLOAD_THREADS` native
+    threads is used, and the caller's wait lets the other greenlets run; otherwise a shared
+    pool of as many ordinary threads.
     """
+    global _gevent_pool, _pool
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None and monkey.is_module_patched("threading"):
-        import gevent
+        # a pool of its own, not the hub's, which also resolves host names: hashing queued
+        # behind a burst of uploads must not hold up a DNS lookup
+        if _gevent_pool is None:
+            from gevent.threadpool import ThreadPool
 
-        return _Gevent(gevent.get_hub().threadpool.spawn(fn, *args))
-    global _pool
+            _gevent_pool = ThreadPool(OFFLOAD_THREADS)
+        return _Gevent(_gevent_pool.spawn(fn, *args))
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="offload")
+                _pool = ThreadPoolExecutor(max_workers=OFFLOAD_THREADS,
+                                           thread_name_prefix="offload")
     return _pool.submit(fn, *args)
 
 
