@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway.config import Settings
 from gateway.services import Services, build_services
@@ -101,8 +102,8 @@ class LiveGateway:
     """gunicorn serving ``wsgi:app`` for a stack, on a free loopback port."""
 
     def __init__(self, stack: Stack, log_path: Path, *, workers: int = 2, threads: int = 8,
-                 extra_env: dict[str, str] | None = None) -> None:
-        from tests.services import free_port, wait_for_http
+                 extra_env: dict[str, str] | None = None, wait: bool = True) -> None:
+        from tests.services import free_port
 
         self.stack = stack
         self.port = free_port()
@@ -117,7 +118,27 @@ class LiveGateway:
              "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Return once the server answers ``/healthz`` (an error if it exits first)."""
+        from tests.services import wait_for_http
+
         wait_for_http(self.url + "/healthz", timeout=30, proc=self.proc)
+
+    @classmethod
+    def several(cls, stack: Stack, log_paths: list[Path], **kwargs: Any) -> list[LiveGateway]:
+        """Gateways for one stack, started side by side (each start takes seconds)."""
+        gateways = [cls(stack, path, wait=False, **kwargs) for path in log_paths]
+        try:
+            for gateway in gateways:
+                gateway.wait_ready()
+        except BaseException:
+            for gateway in gateways:
+                gateway.stop()
+            raise
+        return gateways
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -43,8 +43,7 @@ def two(pg_database: str, moto_endpoint: str,
         tmp_path: Path) -> Iterator[tuple[Stack, LiveGateway, LiveGateway]]:
     stack = build_stack(pg_database, moto_endpoint, tmp_path,
                         GATEWAY_IDLE_LOGOUT_SECONDS=str(IDLE_SECONDS))
-    a = LiveGateway(stack, tmp_path / "a.log", workers=1)
-    b = LiveGateway(stack, tmp_path / "b.log", workers=1)
+    a, b = LiveGateway.several(stack, [tmp_path / "a.log", tmp_path / "b.log"], workers=1)
     yield stack, a, b
     a.stop()
     b.stop()

@@ -46,7 +46,8 @@ def _live_sign_in(gw: LiveGateway, http: requests.Session, email: str, password:
 def test_two_gateway_processes_share_one_limit(stack: Stack, tmp_path: Path) -> None:
     """Two gunicorn servers on one database, taking turns: 10 attempts a minute in all (the
     default), not 10 each as counters kept in each process's memory would allow."""
-    servers = [LiveGateway(stack, tmp_path / f"gunicorn-{n}.log", workers=1) for n in (1, 2)]
+    servers = LiveGateway.several(stack, [tmp_path / f"gunicorn-{n}.log" for n in (1, 2)],
+                                  workers=1)
     try:
         clients = [requests.Session() for _ in servers]
         statuses = [_live_sign_in(servers[i % 2], clients[i % 2], "someone@example.test",

@@ -129,8 +129,8 @@ def test_cut_mid_patch_then_its_own_retry_resumes(node: str, live: LiveGateway,
 @pytest.mark.slow
 def test_resumed_in_a_second_run_on_another_gateway(node: str, stack: Stack,
                                                     tmp_path: Path) -> None:
-    first = LiveGateway(stack, tmp_path / "gw-a.log")
-    second = LiveGateway(stack, tmp_path / "gw-b.log")  # same database, bucket and keys
+    # same database, bucket and keys
+    first, second = LiveGateway.several(stack, [tmp_path / "gw-a.log", tmp_path / "gw-b.log"])
     relay = CuttingRelay(first.port)
     try:
         data = pdf_file(tmp_path, "angiogram.pdf", 18 * MiB, seed=2)
