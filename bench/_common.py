@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -444,8 +444,21 @@ def rate(nbytes: int, seconds: float) -> float:
     return nbytes / MIB / seconds if seconds > 0 else float("inf")
 
 
-def pieces(data: bytes, size: int = MIB) -> Iterable[memoryview]:
+def pieces(data: bytes | memoryview, size: int = MIB) -> Iterable[memoryview]:
     """``data`` as consecutive ``size`` slices, without copying."""
     view = memoryview(data)
     for start in range(0, len(view), size):
         yield view[start:start + size]
+
+
+class StreamedBody:
+    """A request body read from memory in 1 MiB pieces, with a known length (no chunking)."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Iterator[memoryview]:
+        return iter(pieces(self.data))

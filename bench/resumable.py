@@ -18,36 +18,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from _common import (
     MIB,
     MemoryWatch,
     MotoServer,
+    StreamedBody,
     fake_aws_env,
     fmt_mib,
     load_average,
     only_child,
-    pieces,
     rate,
     vm_kib,
 )
 
 PDF_MAGIC = b"%PDF-1.7\n"
 USER = "staff1"
-
-
-class Body:
-    """A request body streamed from memory in 1 MiB pieces, with a known length."""
-
-    def __init__(self, data: bytes | memoryview) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __iter__(self) -> Iterator[memoryview]:
-        return iter(pieces(bytes(self.data) if isinstance(self.data, memoryview) else self.data))
 
 
 def make_data(mib: int) -> bytes:
@@ -82,7 +69,7 @@ class Bench:
 
     def put(self, data: bytes) -> None:
         resp = self.http.put(f"{self.gateway.url}/api/v1/files/{self.path('put')}",
-                             data=Body(data), headers=self.auth)
+                             data=StreamedBody(data), headers=self.auth)
         if resp.status_code != 201:
             raise RuntimeError(f"PUT answered {resp.status_code}: {resp.text[:300]}")
 
@@ -97,7 +84,7 @@ class Bench:
         offset, view = 0, memoryview(data)
         step = chunk or len(data)
         while offset < len(data):
-            resp = self.http.patch(url, data=Body(view[offset:offset + step]), headers={
+            resp = self.http.patch(url, data=StreamedBody(view[offset:offset + step]), headers={
                 **tus, "Upload-Offset": str(offset),
                 "Content-Type": "application/offset+octet-stream"})
             if resp.status_code != 204:

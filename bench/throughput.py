@@ -62,12 +62,12 @@ from bench._common import (  # noqa: E402
     MemoryWatch,
     MotoServer,
     RgwServer,
+    StreamedBody,
     cpu_seconds,
     fake_aws_env,
     fmt_mib,
     load_average,
     only_child,
-    pieces,
     rate,
     vm_kib,
 )
@@ -86,19 +86,6 @@ def make_data(mib: int) -> bytes:
     """``mib`` MiB starting with a PDF magic (so the gateway accepts it), random after that."""
     first = PDF_MAGIC + os.urandom(MIB - len(PDF_MAGIC))
     return b"".join([first] + [os.urandom(MIB) for _ in range(mib - 1)])
-
-
-class StreamedBody:
-    """A request body read from memory in 1 MiB pieces, with a known length (no chunking)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __iter__(self) -> Iterator[memoryview]:
-        return iter(pieces(self.data))
 
 
 @dataclasses.dataclass

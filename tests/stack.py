@@ -5,6 +5,7 @@ server (gunicorn, as in production) in a child process for black-box HTTP tests.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -159,3 +160,23 @@ def sign_in_page(page, live: LiveGateway, name: str, password: str | None = None
     page.fill("input[name=password]", password or who.password)
     page.click("button[type=submit]")
     page.wait_for_load_state()
+
+
+def audit_events(source: Any, **filters: Any) -> list:
+    """The audit rows of a stack (or of a live gateway's stack), oldest first, whose columns
+    equal ``filters``."""
+    from sqlalchemy import select
+
+    from gateway.db.models import AuditEvent
+
+    stack = getattr(source, "stack", source)
+    with stack.services.sessions() as s:
+        stmt = select(AuditEvent).order_by(AuditEvent.id)
+        for key, value in filters.items():
+            stmt = stmt.where(getattr(AuditEvent, key) == value)
+        return list(s.scalars(stmt))
+
+
+def event_detail(event: Any) -> dict:
+    """An audit row's ``detail``, as a dict."""
+    return json.loads(event.detail) if isinstance(event.detail, str) else dict(event.detail or {})

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from gateway.cli import cli
 from gateway.db.models import AuditEvent, Job, PasswordReset, User, utcnow
 from tests.stack import PASSWORD, Stack
+from tests.stack import event_detail as detail
 from tests.test_auth import csrf_token, sign_in
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + b"x" * 200
@@ -38,10 +39,6 @@ def events(stack: Stack, action: str, outcome: str | None = None) -> list[AuditE
         if outcome:
             query = query.where(AuditEvent.outcome == outcome)
         return list(s.scalars(query.order_by(AuditEvent.id)))
-
-
-def detail(event: AuditEvent) -> dict:
-    return json.loads(event.detail or "{}")
 
 
 def bearer(stack: Stack, name: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ browser's storage, and how the page looks on a desktop and on a phone."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -15,13 +14,14 @@ import requests
 from sqlalchemy import select
 
 from gateway.db.models import (
-    AuditEvent,
     RateLimitCounter,
     ResumableUpload,
     StoredObject,
 )
 from tests.services import service_unavailable
 from tests.stack import PASSWORD, ROOT, LiveGateway
+from tests.stack import audit_events as audit
+from tests.stack import event_detail as detail
 
 VENDOR = ROOT / "gateway" / "static" / "vendor" / "uppy"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -118,18 +118,6 @@ def stored(live: LiveGateway, who: str, path: str) -> StoredObject | None:
         return s.scalar(select(StoredObject).where(
             StoredObject.org_id == live.stack.users[who].org_id, StoredObject.path == path,
             StoredObject.deleted_at.is_(None)))
-
-
-def audit(live: LiveGateway, **filters: str) -> list[AuditEvent]:
-    with live.stack.services.sessions() as s:
-        stmt = select(AuditEvent).order_by(AuditEvent.id)
-        for key, value in filters.items():
-            stmt = stmt.where(getattr(AuditEvent, key) == value)
-        return list(s.scalars(stmt))
-
-
-def detail(event: AuditEvent) -> dict:
-    return json.loads(event.detail) if isinstance(event.detail, str) else dict(event.detail or {})
 
 
 def idb_blobs(page) -> dict:

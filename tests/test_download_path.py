@@ -4,7 +4,6 @@ ranged reads of objects with another segment size, and multi-range answers
 (``multipart/byteranges``), also through the Flask app itself."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -14,6 +13,7 @@ from urllib3.exceptions import ProtocolError
 from gateway.crypto import envelope
 from gateway.db.models import StoredObject
 from tests.stack import LiveGateway
+from tests.stack import event_detail as detail
 from tests.test_files_api import auth, events, get, pdf_bytes, put
 
 MIB = 1024 * 1024
@@ -33,10 +33,6 @@ def damage(live: LiveGateway, obj: StoredObject, offset: int) -> None:
     blob = bytearray(store.get_bytes(obj.s3_key))
     blob[offset] ^= 0x01
     store.put_bytes(obj.s3_key, bytes(blob))
-
-
-def detail(event) -> dict:
-    return json.loads(event.detail) if event.detail else {}
 
 
 def integrity_rows(live: LiveGateway, obj: StoredObject):

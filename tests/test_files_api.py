@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from gateway.db.models import AuditEvent, StoredObject
 from tests.stack import LiveGateway, build_stack
+from tests.stack import audit_events as events
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
@@ -36,14 +37,6 @@ def put(live: LiveGateway, who: str, path: str, data: bytes | Iterator[bytes], *
 def get(live: LiveGateway, who: str, path: str, headers: dict[str, str] | None = None, **params):
     return requests.get(f"{live.url}/api/v1/files/{path}",
                         headers={**auth(live, who), **(headers or {})}, params=params, timeout=60)
-
-
-def events(live: LiveGateway, **filters: str) -> list[AuditEvent]:
-    with live.stack.services.sessions() as s:
-        stmt = select(AuditEvent).order_by(AuditEvent.id)
-        for key, value in filters.items():
-            stmt = stmt.where(getattr(AuditEvent, key) == value)
-        return list(s.scalars(stmt))
 
 
 def test_put_get_round_trip_multi_segment(live: LiveGateway) -> None:

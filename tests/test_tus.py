@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import random
 import threading
 
@@ -11,8 +10,10 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from gateway.db.models import AuditEvent, ResumableUpload, StoredObject
+from gateway.db.models import ResumableUpload, StoredObject
 from tests.stack import LiveGateway
+from tests.stack import audit_events as events
+from tests.stack import event_detail as detail
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
@@ -54,18 +55,6 @@ def upload_row(live: LiveGateway, location: str) -> ResumableUpload:
         assert row is not None
         s.expunge(row)
         return row
-
-
-def events(live: LiveGateway, **filters: str) -> list[AuditEvent]:
-    with live.stack.services.sessions() as s:
-        stmt = select(AuditEvent).order_by(AuditEvent.id)
-        for key, value in filters.items():
-            stmt = stmt.where(getattr(AuditEvent, key) == value)
-        return list(s.scalars(stmt))
-
-
-def detail(event: AuditEvent) -> dict:
-    return json.loads(event.detail) if isinstance(event.detail, str) else dict(event.detail or {})
 
 
 def live_object(live: LiveGateway, org: str, path: str) -> StoredObject | None:

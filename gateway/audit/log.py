@@ -125,14 +125,29 @@ class AuditLog:
                 return event
         with self._sessions() as session, session.begin():
             head_seq, head_hash = lock_chain_head(session, chain)
-            key = self._keyring.audit_key(session, chain)
-            values = dict(fields, chain=chain, seq=head_seq + 1, occurred_at=self._clock(),
-                          prev_hash=head_hash)
-            values["row_hash"] = row_hash(key, head_hash, values)
+            values = self._chained(self._keyring.audit_key(session, chain), chain, fields,
+                                   head_seq, head_hash)
             row_id = session.execute(_INSERT_EVENT, values).scalar_one()
             session.execute(_ADVANCE_HEAD, {"head_chain": chain, "head_seq": values["seq"],
                                             "head_hash": values["row_hash"]})
         return AuditEvent(id=row_id, **values)
+
+    def _chained(self, key: bytes, chain: str, fields: dict[str, object], head_seq: int,
+                 head_hash: str) -> dict[str, object]:
+        """The row that follows the head ``(head_seq, head_hash)`` of ``chain``: its fields,
+        position, time and keyed hash."""
+        values = dict(fields, chain=chain, seq=head_seq + 1, occurred_at=self._clock(),
+                      prev_hash=head_hash)
+        values["row_hash"] = row_hash(key, head_hash, values)
+        return values
+
+    def _key(self, chain: str) -> bytes:
+        """The chain's key, outside the event's own connection (the keyring caches it: after
+        the first event of a process, no query)."""
+        with self._sessions() as key_session:
+            key = self._keyring.audit_key(key_session, chain)
+            key_session.commit()
+        return key
 
     def _append_pipelined(self, chain: str, fields: dict[str, object]) -> AuditEvent | None:
         """The same transaction as the portable path, in one round trip on PostgreSQL when
@@ -184,12 +199,7 @@ class AuditLog:
         import psycopg
 
         seq, prev = known
-        with self._sessions() as key_session:  # the keyring caches: no query
-            key = self._keyring.audit_key(key_session, chain)
-            key_session.commit()
-        values = dict(fields, chain=chain, seq=seq + 1, occurred_at=self._clock(),
-                      prev_hash=prev)
-        values["row_hash"] = row_hash(key, prev, values)
+        values = self._chained(self._key(chain), chain, fields, seq, prev)
         raw = connection.connection
         try:
             conn = raw.driver_connection
@@ -230,12 +240,7 @@ class AuditLog:
                 if head is None:
                     cur.execute("ROLLBACK")
                 else:
-                    with self._sessions() as key_session:  # the keyring caches: no query
-                        key = self._keyring.audit_key(key_session, chain)
-                        key_session.commit()
-                    values = dict(fields, chain=chain, seq=head[0] + 1,
-                                  occurred_at=self._clock(), prev_hash=head[1])
-                    values["row_hash"] = row_hash(key, head[1], values)
+                    values = self._chained(self._key(chain), chain, fields, head[0], head[1])
                     cur.execute(_PG_APPEND, [*(values[c] for c in _PG_COLUMNS), values["seq"],
                                              values["row_hash"], chain])
                     row = cur.fetchone()
