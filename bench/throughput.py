@@ -1,7 +1,7 @@
 """Throughput, memory and ranged-read latency of the gateway against talking to S3 directly.
 
 Run from the repository root: ``python bench/throughput.py [--mib 250] [--big-mib 1024]
-[--repeat 3] [--engines moto,rgw] [--quick]``. For each S3 engine the bench starts its own
+[--repeat 5] [--engines moto,rgw] [--quick]``. For each S3 engine the bench starts its own
 server: moto's (a subprocess), and Ceph's RADOS Gateway on a single-node cluster
 (``tests/ceph.py``, as the test suite starts it) when Ceph's packages are installed, else it
 says the RGW pass was skipped. It seeds a gateway stack (SQLite, master-key file,
@@ -28,6 +28,20 @@ On one S3 endpoint and one set of bytes (``%PDF-1.7`` then random bytes, made on
   1 MiB at unaligned offsets in the middle half of the object, through the warm gateway and
   straight from S3 with the same ``Range``, taking turns; the medians and their ratio.
 
+Two bounds are printed beside the goals, from figures of the same run, so that a missed goal
+says whether the code or the machine stands in the way:
+
+* **download ceiling**: each download's first body byte is timed, with every process's CPU
+  seconds until then. No schedule can end a gateway download sooner than its first byte plus
+  all the CPU the worker, the engine and the client spent after it spread over every core;
+  the best such bound, as a ratio to the best direct rate, is the most this code could reach
+  on this machine with a perfect pipeline (``download=D(ceiling=C)``);
+* **range floor**: the gateway's lightest request (``/healthz``) on a warm connection plus
+  S3's time to the last byte of the range (the gateway releases nothing before the range's
+  first segment, 1 MiB, has arrived and is authenticated), as a ratio to the direct first
+  byte: what a gateway doing no work at all for the request would reach
+  (``range_ttfb=G/D=R(floor=F)``).
+
 ``--quick`` is a smoke run: 32 MiB, no big object, one repetition.
 
 Each transfer is printed with the CPU seconds the gateway worker, the S3 engine and the
@@ -35,9 +49,10 @@ client process spent meanwhile, which shows where the time goes. Everything shar
 machine's cores, so run it on a quiet machine: the first line prints the load average.
 
 Each engine's pass ends with its own line (``throughput moto: ...``, ``throughput rgw:
-...``); the last line sums both up: ``throughput: moto upload=U download=D mem250=MMiB
-mem1024=MMiB range_fetch=FMiB/1MiB | rgw upload=U download=D mem250=MMiB
-range_ttfb=Gms/Dms=R`` (ratios gateway/direct; ``docs/performance.md`` has measured ones).
+...``); the last line sums both up: ``throughput: moto upload=U download=D(ceiling=C)
+mem250=MMiB mem1024=MMiB range_fetch=FMiB/1MiB | rgw upload=U download=D(ceiling=C)
+mem250=MMiB range_ttfb=Gms/Dms=R(floor=F)`` (ratios gateway/direct; ``docs/performance.md``
+has measured ones).
 """
 from __future__ import annotations
 
@@ -100,6 +115,9 @@ class Transfer:
     worker_start_kib: int  # the worker's RSS when the transfer began
     worker_peak_kib: int  # ... and its peak during the transfer
     s3_peak_kib: int
+    #: a download's seconds to its first body byte, and each process's CPU seconds until then
+    first_byte_s: float | None = None
+    cpu_at_first: dict[str, float] | None = None
 
     @property
     def mib_per_s(self) -> float:
@@ -150,6 +168,7 @@ class Bench:
         self.http.trust_env = False  # loopback only, never through a proxy
         self.auth = {"Authorization": f"Bearer {self.stack.users[USER].token}"}
         self.transfers: list[Transfer] = []
+        self._first_byte: Callable[[], None] | None = None  # set by timed() for one transfer
 
     def close(self) -> None:
         self.http.close()
@@ -162,15 +181,30 @@ class Bench:
         """Run one transfer, watching the CPU time and memory of every process."""
         cpu_before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         client_before = cpu_seconds()
-        with MemoryWatch(self.pids, interval=0.02) as watch:
-            started = time.perf_counter()
-            run()
-            seconds = time.perf_counter() - started
-        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in self.pids.items()}
-        cpu["client"] = cpu_seconds() - client_before
-        transfer = Transfer(side, direction, nbytes, seconds, cpu,
+
+        def spent() -> dict[str, float]:
+            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in self.pids.items()}
+            cpu["client"] = cpu_seconds() - client_before
+            return cpu
+
+        first: dict[str, object] = {}
+
+        def first_byte() -> None:
+            if not first:
+                first.update(seconds=time.perf_counter() - started, cpu=spent())
+
+        self._first_byte = first_byte
+        try:
+            with MemoryWatch(self.pids, interval=0.02) as watch:
+                started = time.perf_counter()
+                run()
+                seconds = time.perf_counter() - started
+        finally:
+            self._first_byte = None
+        transfer = Transfer(side, direction, nbytes, seconds, spent(),
                             watch.result["gateway"].start, watch.result["gateway"].peak,
-                            watch.result[self.engine].peak)
+                            watch.result[self.engine].peak,
+                            first.get("seconds"), first.get("cpu"))  # type: ignore[arg-type]
         self.transfers.append(transfer)
         print(transfer.line(), flush=True)
         return transfer
@@ -195,6 +229,8 @@ class Bench:
             if resp.status_code not in (200, 206):
                 raise RuntimeError(f"GET answered {resp.status_code}: {resp.text[:300]}")
             for chunk in resp.iter_content(MIB):
+                if not total and self._first_byte is not None:
+                    self._first_byte()
                 total += len(chunk)
                 if sha is not None:
                     sha.update(chunk)
@@ -319,9 +355,10 @@ def ranged_read(bench: Bench, data: bytes, path: str, range_bytes: int) -> int:
         relay.close()
 
 
-def first_byte_ms(bench: Bench, url: str, headers: dict[str, str], expect: bytes) -> float:
-    """Milliseconds from sending a GET to holding the first byte of its body (the body is
-    then read to its end and compared with ``expect``)."""
+def first_byte_ms(bench: Bench, url: str, headers: dict[str, str], expect: bytes
+                  ) -> tuple[float, float]:
+    """Milliseconds from sending a GET to holding the first byte of its body, and to holding
+    all of it (the body is compared with ``expect``)."""
     started = time.perf_counter()
     with bench.http.get(url, headers=headers, stream=True) as resp:
         if resp.status_code != 206:
@@ -329,39 +366,63 @@ def first_byte_ms(bench: Bench, url: str, headers: dict[str, str], expect: bytes
         first = resp.raw.read(1)
         elapsed = time.perf_counter() - started
         rest = resp.raw.read()
+        whole = time.perf_counter() - started
     if first + rest != expect:
         raise SystemExit("a ranged read returned other bytes")
-    return elapsed * 1000
+    return elapsed * 1000, whole * 1000
+
+
+def round_trip_ms(bench: Bench) -> float:
+    """Milliseconds for the gateway's lightest request (``/healthz``) on a warm connection."""
+    started = time.perf_counter()
+    resp = bench.http.get(f"{bench.gateway.url}/healthz")
+    resp.raise_for_status()
+    return (time.perf_counter() - started) * 1000
 
 
 def range_ttfb(bench: Bench, data: bytes, path: str, key: str, range_bytes: int,
-               rounds: int = 15) -> tuple[float, float]:
+               rounds: int = 15) -> tuple[float, float, float]:
     """Median time to the first byte of ``range_bytes`` from the middle half of the object, through
     the (warm) gateway and straight from S3 (a presigned GET with the same Range), taking
-    turns; a different unaligned offset each round. Returns (gateway ms, direct ms)."""
+    turns; a different unaligned offset each round. Returns (gateway ms, direct ms, floor ms).
+
+    The floor is what no gateway that authenticates before it releases can beat here: its
+    own lightest round trip (``/healthz``) plus S3's time to the last byte of the range (the
+    gateway holds a whole segment, 1 MiB, before it releases its first byte)."""
     import statistics
 
     url = bench.s3.generate_presigned_url(
         "get_object", Params={"Bucket": bench.bucket, "Key": key}, ExpiresIn=900)
     gateway_url = f"{bench.gateway.url}/api/v1/files/{path}"
-    times: dict[str, list[float]] = {"gateway": [], "direct": []}
+    times: dict[str, list[float]] = {"gateway": [], "direct": [], "direct_last": [],
+                                     "round_trip": []}
     for i in range(rounds + 1):
         start = len(data) // 4 + (12_345 + i * 3 * MIB) % (len(data) // 2)
         end = start + range_bytes - 1
         rng = {"Range": f"bytes={start}-{end}"}
         sides = [("direct", url, rng), ("gateway", gateway_url, {**bench.auth, **rng})]
         for side, target, headers in sides if i % 2 == 0 else sides[::-1]:
-            ms = first_byte_ms(bench, target, headers, data[start:end + 1])
+            ms, last_ms = first_byte_ms(bench, target, headers, data[start:end + 1])
             if i:  # the first round warms both paths up
                 times[side].append(ms)
+                if side == "direct":
+                    times["direct_last"].append(last_ms)
+        trip = round_trip_ms(bench)
+        if i:
+            times["round_trip"].append(trip)
     gateway, direct = statistics.median(times["gateway"]), statistics.median(times["direct"])
+    trip, last = statistics.median(times["round_trip"]), statistics.median(times["direct_last"])
+    floor = trip + last
     print(f"range_ttfb: {fmt_mib(range_bytes)} from the middle of {fmt_mib(len(data))}, median "
           f"of {rounds}: gateway {gateway:.1f} ms, direct {direct:.1f} ms, ratio "
           f"{gateway / direct:.2f} (goal <= {TTFB_GOAL}: "
           f"{'met' if gateway / direct <= TTFB_GOAL else 'MISSED'}); gateway "
           f"{min(times['gateway']):.1f} to {max(times['gateway']):.1f} ms, direct "
           f"{min(times['direct']):.1f} to {max(times['direct']):.1f} ms")
-    return gateway, direct
+    print(f"range_ttfb floor: {floor:.1f} ms = the gateway's lightest round trip (/healthz) "
+          f"{trip:.1f} ms + S3's last byte of the range {last:.1f} ms (medians): "
+          f"{floor / direct:.2f} x direct, before any work of the request itself")
+    return gateway, direct, floor
 
 
 def memory_lines(label: str, transfers: list[Transfer], baseline: int) -> int:
@@ -379,8 +440,32 @@ def memory_lines(label: str, transfers: list[Transfer], baseline: int) -> int:
     return max(0, peak - baseline)
 
 
-def compare_rates(transfers: list[Transfer], download_goal: float) -> tuple[float, float]:
-    """Print the best rates of both sides; return the (upload, download) ratios."""
+def download_ceiling(transfers: list[Transfer], direct_rate: float) -> float:
+    """The download ratio no schedule of the CPU work measured could beat on this machine.
+
+    A gateway download cannot end before S3's first byte has reached the client, and after
+    that all the CPU the worker, the engine and the client spent until the end must fit on
+    the machine's cores: ``first byte + CPU after it / cores`` is a lower bound of its time.
+    The best (shortest) bound over the gateway's downloads, as a ratio to the best direct
+    rate, is how much of the gap is the CPU these processes need per byte (to lower only by
+    less work) rather than how they are scheduled (which a better pipeline could win).
+    """
+    cores = os.cpu_count() or 1
+    bounds = []
+    for t in transfers:
+        if t.side != "gateway" or t.direction != "download" or t.cpu_at_first is None:
+            continue
+        after = sum(t.cpu[name] - t.cpu_at_first.get(name, 0.0) for name in t.cpu)
+        bounds.append((t.first_byte_s or 0.0) + after / cores)
+    if not bounds:
+        return float("nan")
+    return rate(transfers[0].nbytes, min(bounds)) / direct_rate
+
+
+def compare_rates(transfers: list[Transfer], download_goal: float
+                  ) -> tuple[float, float, float]:
+    """Print the best rates of both sides; return the (upload, download) ratios and the
+    download's :func:`download_ceiling`."""
     rates = {(side, way): best_rate(transfers, side, way)
              for side in ("direct", "gateway") for way in ("upload", "download")}
     up = rates["gateway", "upload"] / rates["direct", "upload"]
@@ -390,7 +475,15 @@ def compare_rates(transfers: list[Transfer], download_goal: float) -> tuple[floa
               f"{rates['gateway', way]:6.1f} MiB/s; ratio gateway/direct {ratio:.2f} "
               f"(goal >= {goal}: {'met' if ratio >= goal else 'MISSED'})")
     print("download: the gateway's bytes have the original's SHA-256")
-    return up, down
+    ceiling = download_ceiling([t for t in transfers if t.nbytes == transfers[0].nbytes],
+                               rates["direct", "download"])
+    firsts = [t.first_byte_s * 1000 for t in transfers if t.side == "gateway"
+              and t.direction == "download" and t.first_byte_s is not None]
+    print(f"download ceiling: {ceiling:.2f} of direct on {os.cpu_count()} cores (the gateway's "
+          f"first byte after {min(firsts):.0f} to {max(firsts):.0f} ms, then the CPU the "
+          f"worker, the engine and the client spent until the end, spread over every core: no "
+          f"schedule of that work ends sooner)")
+    return up, down, ceiling
 
 
 def warm_up(bench: Bench, data: bytes) -> int:
@@ -422,7 +515,7 @@ def run_moto(args: argparse.Namespace, workdir: Path, data: bytes) -> str:
         print(f"{args.mib} MiB object, {runs} each way, direct and gateway taking turns:")
         transfers, path, key = measure_object(bench, data, args.repeat, compare=True)
         bench.s3.delete_object(Bucket=bench.bucket, Key=key)
-        up, down = compare_rates(transfers, DOWNLOAD_GOAL)
+        up, down, ceiling = compare_rates(transfers, DOWNLOAD_GOAL)
         mem = {args.mib: memory_lines(f"{args.mib} MiB", transfers, baseline)}
 
         range_bytes = args.range_mib * MIB
@@ -448,7 +541,7 @@ def run_moto(args: argparse.Namespace, workdir: Path, data: bytes) -> str:
         print(f"memory: moto server peak RSS {kib_to_mib(s3_peak):.0f} MiB (the S3 stand-in "
               f"keeps whole objects in memory; not the gateway)")
         summary = " ".join(
-            [f"upload={up:.2f}", f"download={down:.2f}"]
+            [f"upload={up:.2f}", f"download={down:.2f}(ceiling={ceiling:.2f})"]
             + [f"mem{size}={kib_to_mib(kib):.0f}MiB" for size, kib in mem.items()]
             + [f"range_fetch={payload / MIB:.1f}MiB/{args.range_mib}MiB"])
         print(f"throughput moto: {summary}", flush=True)
@@ -470,12 +563,14 @@ def run_rgw(args: argparse.Namespace, workdir: Path, data: bytes) -> str:
         runs = f"{args.repeat} runs" if args.repeat > 1 else "1 run"
         print(f"{args.mib} MiB object, {runs} each way, direct and gateway taking turns:")
         transfers, path, key = measure_object(bench, data, args.repeat, compare=True)
-        up, down = compare_rates(transfers, RGW_DOWNLOAD_GOAL)
+        up, down, ceiling = compare_rates(transfers, RGW_DOWNLOAD_GOAL)
         mem = memory_lines(f"{args.mib} MiB", transfers, baseline)
-        gateway_ms, direct_ms = range_ttfb(bench, data, path, key, args.range_mib * MIB)
+        gateway_ms, direct_ms, floor_ms = range_ttfb(bench, data, path, key, args.range_mib * MIB)
         bench.s3.delete_object(Bucket=bench.bucket, Key=key)
-        summary = (f"upload={up:.2f} download={down:.2f} mem{args.mib}={kib_to_mib(mem):.0f}MiB "
-                   f"range_ttfb={gateway_ms:.1f}ms/{direct_ms:.1f}ms={gateway_ms / direct_ms:.2f}")
+        summary = (f"upload={up:.2f} download={down:.2f}(ceiling={ceiling:.2f}) "
+                   f"mem{args.mib}={kib_to_mib(mem):.0f}MiB "
+                   f"range_ttfb={gateway_ms:.1f}ms/{direct_ms:.1f}ms={gateway_ms / direct_ms:.2f}"
+                   f"(floor={floor_ms / direct_ms:.2f})")
         print(f"throughput rgw: {summary}", flush=True)
         return summary
     finally:
@@ -487,7 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=int, default=250, help="object size in MiB")
     parser.add_argument("--big-mib", type=int, default=1024,
                         help="size of the big object (gateway only, for memory) in MiB; 0 skips")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each transfer")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed runs of each transfer (the best counts: the machine's "
+                             "noise only ever slows a run down)")
     parser.add_argument("--range-mib", type=int, default=1, help="size of the ranged read")
     parser.add_argument("--engines", default="moto,rgw",
                         help="S3 engines to run against, of moto and rgw (rgw is skipped, and "
