@@ -7,7 +7,8 @@ Everything here reads ``/proc`` directly (Linux only) and adds no dependency.
   whole objects) can be measured apart from the gateway's; :class:`RgwServer` brings up Ceph's
   RADOS Gateway on a single-node cluster (``tests/ceph.py``) when its packages are installed.
 * :func:`vm_kib`, :func:`reset_peak`, :func:`children_of` and :class:`MemoryWatch` measure a
-  process's resident memory and its peak; :func:`cpu_seconds` its CPU time.
+  process's resident memory and its peak; :func:`cpu_seconds` its CPU time
+  (:func:`thread_cpu_seconds` each of its threads').
 * :class:`CountingRelay` forwards a local port to another one and counts the bytes, and the HTTP
   messages, going each way.
 """
@@ -157,7 +158,22 @@ def cpu_seconds(pid: int | None = None) -> float:
     if pid is None:
         times = os.times()
         return times.user + times.system
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+    return _stat_cpu(f"/proc/{pid}/stat")
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User plus system CPU time of each thread of ``pid``, in seconds, by thread id."""
+    seconds = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            seconds[int(tid)] = _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return seconds
+
+
+def _stat_cpu(path: str) -> float:
+    with open(path, encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
