@@ -15,8 +15,9 @@ times, one request at a time on a warm connection:
 
 For each it prints the median wall time and the worker's CPU per request (``/proc``: the
 worker's CPU seconds over all the requests of that kind, divided by their number), and what
-each costs over the baseline. The last line, e.g. ``request_cost: sqlite head=4.9ms
-range=11.3ms healthz=1.6ms (worker CPU per request) | postgresql ...``.
+each costs over the baseline, and how much longer the range takes through the gateway than
+straight from S3. The last line, e.g. ``request_cost: sqlite head=4.4ms range=10.8ms
+healthz=1.0ms range_wall/direct=2.90 | postgresql ...``.
 """
 from __future__ import annotations
 
@@ -150,9 +151,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"  ({wall - base_wall:+.2f} ms wall, {cpu - base_cpu:+.2f} ms CPU over healthz)"
             worker = "" if kind == "direct" else f", worker CPU {cpu:.2f} ms"
             print(f"  {kind:8} wall {wall:6.2f} ms{worker}{over}")
+        ratio = result["range"][0] / result["direct"][0]
+        print(f"  a range through the gateway takes {ratio:.2f} x as long as straight from S3")
         summaries.append(f"{database} " + " ".join(
-            f"{kind}={result[kind][1]:.1f}ms" for kind in ("head", "range", "healthz")))
-    print("request_cost: " + " | ".join(summaries) + " (worker CPU per request)")
+            f"{kind}={result[kind][1]:.1f}ms" for kind in ("head", "range", "healthz"))
+            + f" range_wall/direct={ratio:.2f}")
+    print("request_cost: " + " | ".join(summaries) + " (worker CPU per request; wall ratio)")
     return 0
 
 

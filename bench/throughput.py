@@ -484,7 +484,7 @@ def compare_rates(transfers: list[Transfer], download_goal: float
     down = rates["gateway", "download"] / rates["direct", "download"]
     for way, ratio, goal in (("upload", up, UPLOAD_GOAL), ("download", down, download_goal)):
         print(f"{way:8} best: direct {rates['direct', way]:6.1f} MiB/s, gateway "
-              f"{rates['gateway', way]:6.1f} MiB/s; ratio gateway/direct {ratio:.2f} "
+              f"{rates['gateway', way]:6.1f} MiB/s; ratio gateway/direct {ratio:.3f} "
               f"(goal >= {goal}: {'met' if ratio >= goal else 'MISSED'})")
     print("download: the gateway's bytes have the original's SHA-256")
     ceiling = download_ceiling([t for t in transfers if t.nbytes == transfers[0].nbytes],
