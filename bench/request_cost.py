@@ -4,7 +4,8 @@ Run from the repository root: ``python bench/request_cost.py [--requests 200]
 [--databases sqlite,postgresql] [--engine rgw]``. For each database (SQLite in a file, and a
 PostgreSQL cluster of its own when ``initdb`` is there) it seeds a stack (``tests/stack.py``)
 over one S3 engine (Ceph's RGW when its packages are installed, else moto; RGW is the one
-whose ranged reads cost what S3's do), runs gunicorn with one worker, stores a 16 MiB file and
+whose ranged reads cost what S3's do), runs gunicorn with one worker (``bench/throughput.py``'s
+``Bench``), stores a 16 MiB file and
 times, one request at a time on a warm connection:
 
 * ``healthz``: ``GET /healthz``, the lightest request the gateway serves (the baseline);
@@ -32,10 +33,10 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import MIB, MotoServer, RgwServer, cpu_seconds, fake_aws_env  # noqa: E402
+from bench._common import MIB, RgwServer, cpu_seconds, fake_aws_env  # noqa: E402
 from bench.audit import PostgresCluster  # noqa: E402
+from bench.throughput import Bench, round_trip_ms  # noqa: E402
 
-USER = "staff1"
 PATH = "documents/request-cost.pdf"
 OBJECT_MIB = 16
 
@@ -54,61 +55,36 @@ def timed(run: Callable[[], object], worker: int, count: int) -> tuple[float, fl
 
 
 def measure(db_url: str, engine: str, workdir: Path, count: int) -> dict[str, tuple[float, float]]:
-    import boto3
-    import requests
-    from botocore.config import Config
-
-    from tests.stack import LiveGateway, build_stack
-
-    server = RgwServer() if engine == "rgw" else MotoServer(workdir / "moto.log")
+    bench = Bench(workdir, OBJECT_MIB * MIB + MIB, engine, db_url)
     try:
-        stack = build_stack(db_url, server.endpoint, workdir)
-        gateway = LiveGateway(stack, workdir / "gunicorn.log", workers=1, threads=8)
-        try:
-            from bench._common import only_child
+        data = b"%PDF-1.7\n" + os.urandom(OBJECT_MIB * MIB - 9)
+        bench.gateway_put(PATH, data)
+        bench.direct_put("direct/request-cost", data)
+        url = f"{bench.gateway.url}/api/v1/files/{PATH}"
+        direct_url = bench.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bench.bucket, "Key": "direct/request-cost"},
+            ExpiresIn=3600)
+        start = len(data) // 2 + 12_345
+        wanted = data[start:start + MIB]
+        rng = {"Range": f"bytes={start}-{start + MIB - 1}"}
 
-            worker = only_child(gateway.proc.pid)
-            http = requests.Session()
-            http.trust_env = False
-            auth = {"Authorization": f"Bearer {stack.users[USER].token}"}
-            data = b"%PDF-1.7\n" + os.urandom(OBJECT_MIB * MIB - 9)
-            url = f"{gateway.url}/api/v1/files/{PATH}"
-            put = http.put(url, data=data, headers=auth)
-            if put.status_code != 201:
-                raise RuntimeError(f"PUT answered {put.status_code}: {put.text[:300]}")
-            s3 = boto3.session.Session().client(
-                "s3", endpoint_url=server.endpoint,
-                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-            bucket = stack.settings.s3_bucket
-            s3.put_object(Bucket=bucket, Key="direct/request-cost", Body=data)
-            direct_url = s3.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": "direct/request-cost"},
-                ExpiresIn=3600)
-            start = len(data) // 2 + 12_345
-            wanted = data[start:start + MIB]
-            rng = {"Range": f"bytes={start}-{start + MIB - 1}"}
+        def get(target: str, headers: dict[str, str]) -> None:
+            resp = bench.http.get(target, headers=headers)
+            if resp.status_code != 206 or resp.content != wanted:
+                raise RuntimeError(f"ranged GET answered {resp.status_code}")
 
-            def get(target: str, headers: dict[str, str]) -> None:
-                resp = http.get(target, headers=headers)
-                if resp.status_code != 206 or resp.content != wanted:
-                    raise RuntimeError(f"ranged GET answered {resp.status_code}")
+        def head() -> None:
+            if bench.http.head(url, headers=bench.auth).status_code != 200:
+                raise RuntimeError("HEAD failed")
 
-            def head() -> None:
-                if http.head(url, headers=auth).status_code != 200:
-                    raise RuntimeError("HEAD failed")
-
-            return {
-                "healthz": timed(lambda: http.get(f"{gateway.url}/healthz").raise_for_status(),
-                                 worker, count),
-                "head": timed(head, worker, count),
-                "range": timed(lambda: get(url, {**auth, **rng}), worker, count),
-                "direct": timed(lambda: get(direct_url, rng), worker, count),
-            }
-        finally:
-            gateway.stop()
-            stack.close()
+        return {
+            "healthz": timed(lambda: round_trip_ms(bench), bench.worker, count),
+            "head": timed(head, bench.worker, count),
+            "range": timed(lambda: get(url, {**bench.auth, **rng}), bench.worker, count),
+            "direct": timed(lambda: get(direct_url, rng), bench.worker, count),
+        }
     finally:
-        server.stop()
+        bench.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,9 +141,11 @@ class Transfer:
 
 
 class Bench:
-    """The running pieces: moto, the gateway stack, gunicorn, clients."""
+    """The running pieces: the S3 engine, the gateway stack (SQLite unless ``db_url`` names
+    another database), gunicorn with one worker, clients."""
 
-    def __init__(self, workdir: Path, max_bytes: int, engine: str = "moto") -> None:
+    def __init__(self, workdir: Path, max_bytes: int, engine: str = "moto",
+                 db_url: str | None = None) -> None:
         import boto3
         import requests
         from botocore.config import Config
@@ -155,8 +157,9 @@ class Bench:
         self.engine = engine
         self.server = MotoServer(workdir / "moto.log") if engine == "moto" else RgwServer()
         try:
-            self.stack = build_stack(f"sqlite:///{workdir / 'gateway.db'}", self.server.endpoint,
-                                     workdir, GATEWAY_MAX_UPLOAD_BYTES=str(max_bytes))
+            self.stack = build_stack(db_url or f"sqlite:///{workdir / 'gateway.db'}",
+                                     self.server.endpoint, workdir,
+                                     GATEWAY_MAX_UPLOAD_BYTES=str(max_bytes))
             self.gateway = LiveGateway(self.stack, workdir / "gunicorn.log", workers=1,
                                        threads=8)
         except BaseException:
@@ -191,12 +194,13 @@ class Bench:
             cpu["client"] = cpu_seconds() - client_before
             return cpu
 
-        first: dict[str, object] = {}
+        # at the first body byte: seconds, each process's CPU, each worker thread's CPU
+        first: list[tuple[float, dict[str, float], dict[int, float]]] = []
 
         def first_byte() -> None:
             if not first:
-                first.update(seconds=time.perf_counter() - started, cpu=spent(),
-                             threads=thread_cpu_seconds(self.worker))
+                first.append((time.perf_counter() - started, spent(),
+                              thread_cpu_seconds(self.worker)))
 
         self._first_byte = first_byte
         try:
@@ -206,15 +210,14 @@ class Bench:
                 seconds = time.perf_counter() - started
         finally:
             self._first_byte = None
-        busiest = None
-        if first:
-            at_first: dict[int, float] = first["threads"]  # type: ignore[assignment]
-            busiest = max((cpu - at_first.get(tid, 0.0)
-                           for tid, cpu in thread_cpu_seconds(self.worker).items()), default=0.0)
         transfer = Transfer(side, direction, nbytes, seconds, spent(),
                             watch.result["gateway"].start, watch.result["gateway"].peak,
-                            watch.result[self.engine].peak,
-                            first.get("seconds"), first.get("cpu"), busiest)  # type: ignore[arg-type]
+                            watch.result[self.engine].peak)
+        if first:
+            transfer.first_byte_s, transfer.cpu_at_first, threads = first[0]
+            transfer.busiest_after_first = max(
+                (cpu - threads.get(tid, 0.0)
+                 for tid, cpu in thread_cpu_seconds(self.worker).items()), default=0.0)
         self.transfers.append(transfer)
         print(transfer.line(), flush=True)
         return transfer
