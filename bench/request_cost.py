@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=("rgw", "moto"), default=None,
                         help="S3 engine (default: rgw when Ceph's packages are there, else moto)")
     args = parser.parse_args(argv)
+    if args.requests < 1:
+        parser.error("--requests must be at least 1")
     databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     if not databases or set(databases) - {"sqlite", "postgresql"}:
         parser.error("--databases takes sqlite, postgresql or both")

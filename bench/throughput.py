@@ -610,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.mib, args.big_mib, args.repeat = 32, 0, 1
+    if args.repeat < 1 or args.range_mib < 1:
+        parser.error("--repeat and --range-mib must be at least 1")
     if args.mib < WARMUP_MIB or args.mib < 2 * args.range_mib:
         parser.error(f"--mib must be at least {WARMUP_MIB} and twice --range-mib")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
